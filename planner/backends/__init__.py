@@ -1,0 +1,1 @@
+"""Built-in stores and executors, one module per thing they talk to."""

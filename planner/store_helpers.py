@@ -1,0 +1,68 @@
+"""Rules every store applies the same way: who may claim, and what a claim writes.
+
+Store authors call these so that leases, attempts and the restart events mean
+the same thing in every backend.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from planner.events import make_data
+from planner.execution import Execution, ExecutionStatus
+from planner.interfaces import NewEvent
+
+__all__ = ["claim_changes", "claim_events", "lease_claimable"]
+
+
+def lease_claimable(execution: Execution, owner: str, now: datetime) -> bool:
+    """Whether ``owner`` may claim the execution now.
+
+    True when it is not final and its lease is unset, expired, or already ``owner``'s
+    (but a run of ``owner``'s that is already running is not claimed twice).
+    """
+    if execution.terminal:
+        return False
+    if execution.lease_owner == owner:
+        return execution.status is ExecutionStatus.PENDING
+    return execution.lease_expires_at is None or execution.lease_expires_at <= now
+
+
+def claim_changes(execution: Execution, owner: str, ttl: float, now: datetime) -> dict[str, Any]:
+    """The field changes a successful claim makes."""
+    return {
+        "status": ExecutionStatus.RUNNING,
+        "attempt": execution.attempt + 1,
+        "started_at": execution.started_at or now,
+        "lease_owner": owner,
+        "lease_expires_at": now + timedelta(seconds=ttl),
+        "updated_at": now,
+    }
+
+
+def claim_events(claimed: Execution) -> list[NewEvent]:
+    """The events a claim appends, given the record after the claim."""
+    events = [
+        NewEvent(
+            "status",
+            make_data(
+                "status", status="running", current_step="generating", attempt=claimed.attempt
+            ),
+        )
+    ]
+    if claimed.attempt > 1:
+        events.append(
+            NewEvent(
+                "progress",
+                make_data(
+                    "progress",
+                    stage="recovered",
+                    message=(
+                        f"Restarting plan generation (attempt {claimed.attempt}):"
+                        " the previous attempt was lost"
+                    ),
+                ),
+            )
+        )
+    return events
