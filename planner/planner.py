@@ -19,6 +19,7 @@ from planner.errors import (
     InvalidRequestError,
     PlanGenerationFailedError,
     SubmitError,
+    UnknownPluginError,
 )
 from planner.events import Event, make_data
 from planner.execution import (
@@ -151,6 +152,8 @@ class Planner:
             return own
         built = self._plugin_strategies.get(name)
         if built is None:
+            if name not in self.registry.names("strategy"):
+                raise UnknownPluginError("strategy", name, self.strategy_names)
             built = self.registry.create("strategy", name)
             self._plugin_strategies[name] = built
         return built
@@ -366,6 +369,12 @@ class Planner:
                 if event.type == "done":
                     return
             if not batch:
+                if (await self.store.get(execution_id)).terminal:
+                    # The final status and ``done`` commit together: a final record
+                    # with nothing after the cursor means the caller has seen ``done``.
+                    if not await self.store.read(execution_id, cursor, limit=1):
+                        return
+                    continue
                 await self.store.wait(execution_id, cursor, heartbeat)
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> TaskPlan:
