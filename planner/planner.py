@@ -161,7 +161,7 @@ class Planner:
     # -- submit ------------------------------------------------------------
 
     def validate(self, request: TaskPlanRequest | Mapping[str, Any]) -> TaskPlanRequest:
-        """Validate a request as :meth:`generate` does, accepting this Planner's strategy names.
+        """Validate a request as :meth:`generate` does, accepting every strategy name this Planner can run.
 
         Raises:
             InvalidRequestError: with ``loc``/``msg``/``type`` entries like the seed's.
@@ -169,7 +169,7 @@ class Planner:
         data: Any = request.model_dump() if isinstance(request, TaskPlanRequest) else request
         try:
             return TaskPlanRequest.model_validate(
-                data, context={"strategies": set(self._own_strategies)}
+                data, context={"strategies": set(self.strategy_names)}
             )
         except ValidationError as exc:
             raise InvalidRequestError(exc.errors()) from None
@@ -386,19 +386,22 @@ class Planner:
             TimeoutError: ``timeout`` seconds passed first.
             ExecutionNotFoundError: no such execution.
         """
+        if timeout is None:
+            return self._plan_of(await self._until_terminal(execution_id))
         with anyio.fail_after(timeout):
+            return self._plan_of(await self._until_terminal(execution_id))
+
+    async def _until_terminal(self, execution_id: str) -> Execution:
+        execution = await self.store.get(execution_id)
+        cursor = 0
+        while not execution.terminal:
+            events = await self.store.read(execution_id, cursor)
+            if events:
+                cursor = events[-1].seq
+            if not events or events[-1].type != "done":
+                await self.store.wait(execution_id, cursor, 15.0)
             execution = await self.store.get(execution_id)
-            cursor = 0
-            while not execution.terminal:
-                events = await self.store.read(execution_id, cursor)
-                if events:
-                    cursor = events[-1].seq
-                    if events[-1].type != "done":
-                        await self.store.wait(execution_id, cursor, 15.0)
-                else:
-                    await self.store.wait(execution_id, cursor, 15.0)
-                execution = await self.store.get(execution_id)
-        return self._plan_of(execution)
+        return execution
 
     @staticmethod
     def _plan_of(execution: Execution) -> TaskPlan:

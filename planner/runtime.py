@@ -29,7 +29,7 @@ from planner.interfaces import NewEvent, Store, Strategy
 from planner.plan import TaskPlan, validate_plan
 from planner.settings import Settings
 
-__all__ = ["Runtime", "error_info", "terminal_events"]
+__all__ = ["LeaseKeeper", "Runtime", "error_info", "terminal_events"]
 
 log = logging.getLogger("planner")
 
@@ -70,6 +70,60 @@ def terminal_events(
     return [outcome, NewEvent("done", done)]
 
 
+async def renew_or_stop(
+    store: Store, execution_id: str, owner: str, settings: Settings, lost: Callable[[bool], None]
+) -> bool:
+    """Renew one lease; call ``lost(cancel_requested)`` and return False when the run must stop."""
+    try:
+        record = await store.renew(execution_id, owner, settings.lease_ttl)
+    except Exception:  # a store hiccup: keep the run, try again next round
+        log.warning("lease renewal of %s failed", execution_id, exc_info=True)
+        return True
+    if record is None:  # the lease expired and another owner took over, or it ended
+        lost(False)
+        return False
+    if record.cancel_requested:  # cancelled from another process
+        lost(True)
+        return False
+    return True
+
+
+class LeaseKeeper:
+    """Renews the leases of all runs in flight on one event loop, from one task.
+
+    Executors that keep many runs on a loop start one keeper (``await
+    keeper.run()`` in a background task) and pass it to :meth:`Runtime.run`,
+    so a run costs no task of its own for its lease.
+
+    Args:
+        store: the store holding the leases.
+        settings: ``lease_ttl`` sets the renewal interval (a third of it).
+    """
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self._runs: dict[str, tuple[str, Callable[[bool], None]]] = {}
+
+    def add(self, execution_id: str, owner: str, lost: Callable[[bool], None]) -> None:
+        """Keep this run's lease; ``lost(cancel_requested)`` is called if it must stop."""
+        self._runs[execution_id] = (owner, lost)
+
+    def discard(self, execution_id: str) -> None:
+        """Stop keeping the run's lease (it has ended)."""
+        self._runs.pop(execution_id, None)
+
+    async def run(self) -> None:
+        """Renew every registered lease each ``lease_ttl / 3`` seconds, until cancelled."""
+        while True:
+            await anyio.sleep(self.settings.lease_ttl / 3)
+            for execution_id, (owner, lost) in list(self._runs.items()):
+                if execution_id in self._runs and not await renew_or_stop(
+                    self.store, execution_id, owner, self.settings, lost
+                ):
+                    self.discard(execution_id)
+
+
 class Runtime:
     """Runs executions from a store with a set of strategies.
 
@@ -93,12 +147,17 @@ class Runtime:
         """Return the strategy name the execution's request asks for."""
         return execution.request.planning_strategy or self.settings.default_strategy
 
-    async def run(self, execution_id: str, *, owner: str) -> ExecutionStatus | None:
+    async def run(
+        self, execution_id: str, *, owner: str, keeper: LeaseKeeper | None = None
+    ) -> ExecutionStatus | None:
         """Run one attempt of the execution and record its outcome.
 
         Args:
             execution_id: the execution to run.
             owner: the lease owner id of this attempt.
+            keeper: the executor's :class:`LeaseKeeper`, which renews the lease of
+                every run in flight from one task; without one the run renews its
+                own lease from a task of its own.
 
         Returns:
             The final status, or None when the execution was not claimable
@@ -120,16 +179,31 @@ class Runtime:
         strategy_scope = anyio.CancelScope()
         failure: Exception | None = None
         plan: TaskPlan | None = None
+
+        def lost(cancel_requested: bool) -> None:
+            ctx.cancel_requested = cancel_requested
+            strategy_scope.cancel()
+
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._keep_lease, execution_id, owner, ctx, strategy_scope)
+            if keeper is not None:
+                keeper.add(execution_id, owner, lost)
                 try:
                     with strategy_scope:
                         plan = await self._plan(strategy, execution, ctx)
-                except Exception as exc:  # recorded below, outside the task group
+                except Exception as exc:
                     failure = exc
                 finally:
-                    tg.cancel_scope.cancel()
+                    keeper.discard(execution_id)
+            else:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._keep_lease, execution_id, owner, lost)
+                    try:
+                        with strategy_scope:
+                            plan = await self._plan(strategy, execution, ctx)
+                    except Exception as exc:  # recorded below, outside the task group
+                        failure = exc
+                    finally:
+                        tg.cancel_scope.cancel()
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self._cancelled(execution, owner, ctx)
@@ -161,19 +235,11 @@ class Runtime:
         return plan
 
     async def _keep_lease(
-        self, execution_id: str, owner: str, ctx: RunContext, scope: anyio.CancelScope
+        self, execution_id: str, owner: str, lost: Callable[[bool], None]
     ) -> None:
-        interval = self.settings.lease_ttl / 3
         while True:
-            await anyio.sleep(interval)
-            try:
-                record = await self.store.renew(execution_id, owner, self.settings.lease_ttl)
-            except Exception:  # a store hiccup: keep the run, try again next round
-                log.warning("lease renewal of %s failed", execution_id, exc_info=True)
-                continue
-            if record is None or record.cancel_requested:
-                ctx.cancel_requested = record is None or record.cancel_requested
-                scope.cancel()
+            await anyio.sleep(self.settings.lease_ttl / 3)
+            if not await renew_or_stop(self.store, execution_id, owner, self.settings, lost):
                 return
 
     def _metadata(self, execution: Execution, ctx: RunContext, **more: Any) -> Any:

@@ -20,6 +20,7 @@ import anyio
 
 from planner.execution import Execution
 from planner.interfaces import Executor
+from planner.runtime import LeaseKeeper
 
 if TYPE_CHECKING:
     from planner.runtime import Runtime
@@ -54,6 +55,8 @@ class InProcessExecutor(Executor):
         self.owner = self._owner
         self._runtime: Runtime | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._keeper: LeaseKeeper | None = None
+        self._keeper_task: asyncio.Task[None] | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
         self._closing = False
 
@@ -66,6 +69,8 @@ class InProcessExecutor(Executor):
         """Bind to the runtime and run again what lost its lease."""
         self._runtime = runtime
         self._closing = False
+        self._keeper = LeaseKeeper(runtime.store, runtime.settings)
+        self._keeper_task = asyncio.get_running_loop().create_task(self._keeper.run())
         if self.recover:
             for execution in await runtime.store.reclaimable([self.name]):
                 log.info(
@@ -96,7 +101,7 @@ class InProcessExecutor(Executor):
         with anyio.CancelScope() as scope:
             self._scopes[execution_id] = scope
             try:
-                await self._runtime.run(execution_id, owner=self._owner)
+                await self._runtime.run(execution_id, owner=self._owner, keeper=self._keeper)
             except Exception:
                 log.exception("run of %s crashed", execution_id)
             finally:
@@ -122,3 +127,7 @@ class InProcessExecutor(Executor):
                 task.cancel()
         while self._tasks:
             await asyncio.wait(list(self._tasks.values()))
+        if self._keeper_task is not None:
+            self._keeper_task.cancel()
+            await asyncio.wait([self._keeper_task])
+            self._keeper_task = None
