@@ -137,7 +137,12 @@ class PluginRegistry:
         """Register a plugin object or module (its ``@hookimpl`` functions) at run time."""
         with self._lock:
             self.manager.register(plugin, name=name)
-            self.manager.check_pending()
+            try:
+                self.manager.check_pending()
+            except pluggy.PluginValidationError:
+                # A rejected plugin must not stay registered and poison later lookups.
+                self.manager.unregister(plugin)
+                raise
             self._table = None
 
     def _collect(self) -> dict[Kind, dict[str, Registration]]:
