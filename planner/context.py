@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import anyio.from_thread
 
 from planner.events import RESERVED_TYPES, EventData, make_data
-from planner.execution import Execution, TokenUsage
+from planner.execution import _NO_USAGE, Execution, TokenUsage
 from planner.interfaces import NewEvent
 from planner.models import TaskPlanRequest
 from planner.settings import Settings
@@ -55,7 +55,7 @@ class RunContext:
         self.attempt = execution.attempt
         self.settings = settings
         self.model = settings.model_for(execution.request.quick_mode)
-        self.usage = TokenUsage()
+        self.usage = _NO_USAGE
         self.models: list[str] = []
         self.cancel_requested = False
 
@@ -78,7 +78,9 @@ class RunContext:
                 ``done``, ``status``: the runner writes those) or a payload that
                 does not fit the type.
         """
-        if isinstance(event, EventData):
+        if type(event) is str:
+            type_ = event
+        elif isinstance(event, EventData):
             type_, data = _type_of(event), event
         else:
             type_ = event

@@ -103,6 +103,11 @@ class TokenUsage(BaseModel):
     cost_usd: float = 0.0
 
     def __add__(self, other: TokenUsage) -> TokenUsage:
+        # Usage is immutable: adding nothing gives the same value back, without a new object.
+        if not _counts(other):
+            return self
+        if not _counts(self):
+            return other
         return TokenUsage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
@@ -111,6 +116,24 @@ class TokenUsage(BaseModel):
             cache_read_input_tokens=self.cache_read_input_tokens + other.cache_read_input_tokens,
             cost_usd=self.cost_usd + other.cost_usd,
         )
+
+
+def _counts(usage: TokenUsage) -> bool:
+    return bool(
+        usage.input_tokens
+        or usage.output_tokens
+        or usage.cache_creation_input_tokens
+        or usage.cache_read_input_tokens
+        or usage.cost_usd
+    )
+
+
+_NO_USAGE = TokenUsage()
+"""Zero usage: one shared (immutable) instance for records and runs that used no model."""
+
+
+def _no_usage() -> TokenUsage:
+    return _NO_USAGE
 
 
 class ErrorInfo(BaseModel):
@@ -132,7 +155,7 @@ class ExecutionMetadata(BaseModel):
     priority: str = "medium"
     planning_strategy: str
     models: list[str] = Field(default_factory=list)
-    usage: TokenUsage = Field(default_factory=TokenUsage)
+    usage: TokenUsage = Field(default_factory=_no_usage)
     current_step: str | None = None
     total_tasks: int | None = None
     generated_at: datetime | None = None

@@ -279,11 +279,11 @@ def validate_plan(plan: TaskPlan, request: TaskPlanRequest) -> list[PlanViolatio
     queues = {q.id: q for q in request.worker_queues}
     found: list[PlanViolation] = []
 
-    def check(
-        kind: str, value: str | None, ids: set[str] | dict[str, Any], loc: tuple[str | int, ...]
+    # Each check tests membership first and builds the violation (and its loc)
+    # only when the value is unknown: a valid plan costs no more than lookups.
+    def unknown(
+        kind: str, value: str, ids: set[str] | dict[str, Any], loc: tuple[str | int, ...]
     ) -> None:
-        if value is None or value in ids:
-            return
         allowed = sorted(ids)
         listing = ", ".join(allowed) if allowed else f"none: the request lists no {kind}s"
         found.append(
@@ -298,30 +298,35 @@ def validate_plan(plan: TaskPlan, request: TaskPlanRequest) -> list[PlanViolatio
 
     rec = plan.recommended_execution
     entity_ids = agents if rec.entity_type == "agent" else teams
-    check(rec.entity_type, rec.entity_id, entity_ids, ("recommended_execution", "entity_id"))
-    check(
-        "environment",
-        rec.recommended_environment_id,
-        envs,
-        ("recommended_execution", "recommended_environment_id"),
-    )
-    check(
-        "worker queue",
-        rec.recommended_worker_queue_id,
-        queues,
-        ("recommended_execution", "recommended_worker_queue_id"),
-    )
-    check("environment", plan.selected_environment_id, envs, ("selected_environment_id",))
+    value: str | None = rec.entity_id
+    if value is not None and value not in entity_ids:
+        unknown(rec.entity_type, value, entity_ids, ("recommended_execution", "entity_id"))
+    value = rec.recommended_environment_id
+    if value is not None and value not in envs:
+        unknown("environment", value, envs, ("recommended_execution", "recommended_environment_id"))
+    value = rec.recommended_worker_queue_id
+    if value is not None and value not in queues:
+        unknown(
+            "worker queue", value, queues, ("recommended_execution", "recommended_worker_queue_id")
+        )
+    value = plan.selected_environment_id
+    if value is not None and value not in envs:
+        unknown("environment", value, envs, ("selected_environment_id",))
 
     for i, item in enumerate(plan.team_breakdown):
-        check("team", item.team_id, teams, ("team_breakdown", i, "team_id"))
-        check("agent", item.agent_id, agents, ("team_breakdown", i, "agent_id"))
+        if item.team_id is not None and item.team_id not in teams:
+            unknown("team", item.team_id, teams, ("team_breakdown", i, "team_id"))
+        if item.agent_id is not None and item.agent_id not in agents:
+            unknown("agent", item.agent_id, agents, ("team_breakdown", i, "agent_id"))
 
+    tasks = list(_tasks_with_paths(plan))
     task_ids: set[int] = set()
     graph: dict[int, list[int]] = {}
-    for path, task in _tasks_with_paths(plan):
-        check("agent", task.agent_id, agents, (*path, "agent_id"))
-        check("worker queue", task.worker_queue_id, queues, (*path, "worker_queue_id"))
+    for path, task in tasks:
+        if task.agent_id is not None and task.agent_id not in agents:
+            unknown("agent", task.agent_id, agents, (*path, "agent_id"))
+        if task.worker_queue_id is not None and task.worker_queue_id not in queues:
+            unknown("worker queue", task.worker_queue_id, queues, (*path, "worker_queue_id"))
         if task.id in task_ids:
             found.append(
                 PlanViolation(
@@ -333,7 +338,7 @@ def validate_plan(plan: TaskPlan, request: TaskPlanRequest) -> list[PlanViolatio
             )
         task_ids.add(task.id)
         graph.setdefault(task.id, []).extend(task.dependencies)
-    for path, task in _tasks_with_paths(plan):
+    for path, task in tasks:
         for j, dep in enumerate(task.dependencies):
             if dep not in task_ids:
                 found.append(

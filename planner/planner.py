@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -21,7 +21,7 @@ from planner.errors import (
     SubmitError,
     UnknownPluginError,
 )
-from planner.events import Event, make_data
+from planner.events import Event, make_data, recurring_data
 from planner.execution import (
     ErrorInfo,
     Execution,
@@ -41,6 +41,26 @@ __all__ = ["Planner", "workflow_id_for"]
 _SUBMITTED = (
     "Plan generation submitted. Use /api/v1/executions/{execution_id}/stream to track progress."
 )
+
+
+class _StrategyNames:
+    """The strategy names a Planner can run, for request validation, looked up lazily.
+
+    ``planning_strategy`` validation checks ``name in names`` only for a name
+    outside the seed's enum, and lists them all only to report an error.
+    """
+
+    __slots__ = ("_planner",)
+
+    def __init__(self, planner: Planner) -> None:
+        self._planner = planner
+
+    def __contains__(self, name: object) -> bool:
+        planner = self._planner
+        return name in planner._own_strategies or name in planner.registry.names("strategy")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._planner.strategy_names)
 
 
 def workflow_id_for(execution_id: str) -> str:
@@ -161,15 +181,17 @@ class Planner:
     # -- submit ------------------------------------------------------------
 
     def validate(self, request: TaskPlanRequest | Mapping[str, Any]) -> TaskPlanRequest:
-        """Validate a request as :meth:`generate` does, accepting every strategy name this Planner can run.
+        """Validate a request as :meth:`generate` does, accepting this Planner's strategy names.
 
         Raises:
             InvalidRequestError: with ``loc``/``msg``/``type`` entries like the seed's.
         """
+        # A model is validated again from its data: the record gets its own copy
+        # (a caller may change the model later) checked against this Planner.
         data: Any = request.model_dump() if isinstance(request, TaskPlanRequest) else request
         try:
-            return TaskPlanRequest.model_validate(
-                data, context={"strategies": set(self.strategy_names)}
+            return TaskPlanRequest.__pydantic_validator__.validate_python(  # type: ignore[no-any-return]
+                data, context={"strategies": _StrategyNames(self)}
             )
         except ValidationError as exc:
             raise InvalidRequestError(exc.errors()) from None
@@ -227,7 +249,9 @@ class Planner:
             if owner is not None
             else None,
         )
-        first = NewEvent("status", make_data("status", status="pending", current_step="submitted"))
+        first = NewEvent(
+            "status", recurring_data("status", status="pending", current_step="submitted")
+        )
         record, created = await self.store.create(execution, [first])
         if created:
             try:
@@ -360,8 +384,7 @@ class Planner:
             ExecutionNotFoundError: no such execution (on first iteration).
         """
         cursor = after
-        await self.store.get(execution_id)
-        while True:
+        while True:  # the first read raises ExecutionNotFoundError for an unknown id
             batch = await self.store.read(execution_id, cursor)
             for event in batch:
                 cursor = event.seq
@@ -388,8 +411,12 @@ class Planner:
         """
         if timeout is None:
             return self._plan_of(await self._until_terminal(execution_id))
-        with anyio.fail_after(timeout):
+        # ``fail_after(timeout)`` without its generator wrapper: a scope with a
+        # deadline, and TimeoutError when the deadline is what stopped it.
+        with anyio.CancelScope(deadline=anyio.current_time() + timeout):
             return self._plan_of(await self._until_terminal(execution_id))
+        # Only the scope's own deadline, cancelling the wait, gets here.
+        raise TimeoutError
 
     async def _until_terminal(self, execution_id: str) -> Execution:
         execution = await self.store.get(execution_id)

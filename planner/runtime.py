@@ -64,9 +64,8 @@ def terminal_events(
     execution_id: str, status: ExecutionStatus, outcome: NewEvent
 ) -> list[NewEvent]:
     """Return the closing events of a log: the outcome, then ``done``."""
-    done = make_data(
-        "done", message=_DONE_MESSAGES[status], execution_id=execution_id, status=status.value
-    )
+    # ``make_data("done", ...)`` of three strings, written out: it is on the path of every run.
+    done = {"message": _DONE_MESSAGES[status], "execution_id": execution_id, "status": status.value}
     return [outcome, NewEvent("done", done)]
 
 
@@ -176,11 +175,17 @@ class Runtime:
         except PluginError as exc:
             return await self._fail(execution, owner, ctx, exc)
 
-        strategy_scope = anyio.CancelScope()
+        # One scope bounds the strategy: its deadline is the run's timeout, and
+        # ``lost`` cancels it when the lease is lost or a cancel is requested.
+        timeout = self.settings.timeout
+        strategy_scope = anyio.CancelScope(deadline=anyio.current_time() + timeout)
         failure: Exception | None = None
         plan: TaskPlan | None = None
+        stopped = False
 
         def lost(cancel_requested: bool) -> None:
+            nonlocal stopped
+            stopped = True
             ctx.cancel_requested = cancel_requested
             strategy_scope.cancel()
 
@@ -208,6 +213,14 @@ class Runtime:
             with anyio.CancelScope(shield=True):
                 await self._cancelled(execution, owner, ctx)
             raise
+        if (
+            plan is None
+            and failure is None
+            and not stopped
+            and strategy_scope.cancelled_caught
+            and anyio.current_time() >= strategy_scope.deadline
+        ):
+            failure = TimeoutError(f"plan generation timed out after {timeout:g} s")
         if failure is not None:
             return await self._fail(execution, owner, ctx, failure)
         if plan is None:  # the strategy scope was cancelled: cancel requested or lease lost
@@ -215,12 +228,13 @@ class Runtime:
         return await self._complete(execution, owner, ctx, plan)
 
     async def _plan(self, strategy: Strategy, execution: Execution, ctx: RunContext) -> TaskPlan:
-        timeout = self.settings.timeout
+        # The run's deadline is on the scope around this call (see ``run``).
         try:
-            with anyio.fail_after(timeout):
-                result: Any = await strategy.plan(execution.request, ctx)
+            result: Any = await strategy.plan(execution.request, ctx)
         except TimeoutError:
-            raise TimeoutError(f"plan generation timed out after {timeout:g} s") from None
+            raise TimeoutError(
+                f"plan generation timed out after {self.settings.timeout:g} s"
+            ) from None
         if isinstance(result, TaskPlan):
             plan = result
         elif isinstance(result, dict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from planner.events import make_data
+from planner.events import make_data, recurring_data
 from planner.execution import Execution, ExecutionStatus
 from planner.interfaces import NewEvent
 
@@ -46,7 +46,7 @@ def claim_events(claimed: Execution) -> list[NewEvent]:
     events = [
         NewEvent(
             "status",
-            make_data(
+            recurring_data(
                 "status", status="running", current_step="generating", attempt=claimed.attempt
             ),
         )

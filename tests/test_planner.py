@@ -340,9 +340,16 @@ async def test_invalid_requests_write_nothing(planner: Planner) -> None:
             "type": "literal_error",
         },
     ]
-    with pytest.raises(UnknownPluginError, match="available: agno"):
-        await planner.generate({"description": "x", "planning_strategy": "claude_code_sdk"})
     assert await planner.list() == []
+
+
+async def test_an_unknown_default_strategy_writes_nothing() -> None:
+    async with Planner(
+        strategies={"mine": FunctionStrategy(five_steps)}, default_strategy="mien"
+    ) as planner:
+        with pytest.raises(UnknownPluginError, match="Did you mean 'mine'"):
+            await planner.generate({"description": "x", "planning_strategy": None})
+        assert await planner.list() == []
 
 
 async def test_planner_local_strategy_names_are_accepted_from_mappings() -> None:

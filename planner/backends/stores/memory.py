@@ -15,7 +15,7 @@ from typing import Any
 
 from planner._notify import Notifier
 from planner.errors import ExecutionFinishedError, ExecutionNotFoundError, LeaseLostError
-from planner.events import Event
+from planner.events import Event, trusted_event
 from planner.execution import Execution, ExecutionStatus, check_transition, utcnow
 from planner.interfaces import NewEvent, Store
 from planner.store_helpers import claim_changes, claim_events, lease_claimable
@@ -23,13 +23,31 @@ from planner.store_helpers import claim_changes, claim_events, lease_claimable
 __all__ = ["MemoryStore"]
 
 
+_WIDTH = 3  # a logged event is 3 items of an entry's flat log: type, data, timestamp
+
+
 class _Entry:
-    __slots__ = ("closed", "events", "execution")
+    """One execution: its record and its event log.
+
+    The log is one flat list, ``[type, data, timestamp, type, data, ...]``
+    (the event with ``seq`` n starts at index ``3 * (n - 1)``), not a list of
+    Events: its items are strings, datetimes and payload dicts of plain
+    values, which the cyclic garbage collector does not track, so a long-lived
+    store of many executions adds little to every collection.  Events are
+    built when they are read.
+    """
+
+    __slots__ = ("closed", "execution", "log")
 
     def __init__(self, execution: Execution) -> None:
         self.execution = execution
-        self.events: list[Event] = []
+        self.log: list[Any] = []
         self.closed = False
+
+    @property
+    def count(self) -> int:
+        """How many events are logged (the last ``seq``)."""
+        return len(self.log) // _WIDTH
 
 
 class MemoryStore(Store):
@@ -55,27 +73,28 @@ class MemoryStore(Store):
         except KeyError:
             raise ExecutionNotFoundError(execution_id) from None
 
-    def _append_locked(
-        self, entry: _Entry, events: Sequence[NewEvent], now: datetime
-    ) -> list[Event]:
+    def _append_locked(self, entry: _Entry, events: Sequence[NewEvent], now: datetime) -> int:
+        """Log the events; return the seq of the first one."""
         if entry.closed and events:
             raise ExecutionFinishedError(entry.execution.id, entry.execution.status)
-        execution_id = entry.execution.id
-        seq = len(entry.events)
-        out = []
+        log = entry.log
+        first = entry.count + 1
         for type_, data in events:
-            seq += 1
-            # The payload was validated when it was made (make_data) and the
-            # envelope's fields are ours: build it without validating again.
-            out.append(
-                Event.model_construct(
-                    execution_id=execution_id, seq=seq, type=type_, data=data, timestamp=now
-                )
-            )
+            log += (type_, data, now)
             if type_ == "done":
                 entry.closed = True
-        entry.events.extend(out)
-        return out
+        return first
+
+    @staticmethod
+    def _events(execution_id: str, entry: _Entry, start: int, end: int) -> list[Event]:
+        """Build the Events with ``start < seq <= end`` (call under the lock)."""
+        log = entry.log
+        # The payload was validated when it was made (make_data) and the
+        # envelope's fields are ours: build the Events without validating again.
+        return [
+            trusted_event(execution_id, seq, log[i], log[i + 1], log[i + 2])
+            for seq, i in enumerate(range(start * _WIDTH, end * _WIDTH, _WIDTH), start + 1)
+        ]
 
     async def create(
         self, execution: Execution, events: Sequence[NewEvent] = ()
@@ -163,7 +182,9 @@ class MemoryStore(Store):
     async def append(self, execution_id: str, events: Sequence[NewEvent]) -> builtins.list[Event]:
         """Append events with consecutive ``seq`` numbers (see :meth:`Store.append`)."""
         with self._lock:
-            out = self._append_locked(self._entry(execution_id), events, utcnow())
+            entry = self._entry(execution_id)
+            first = self._append_locked(entry, events, utcnow())
+            out = self._events(execution_id, entry, first - 1, entry.count)
         self._notifier.notify(execution_id)
         return out
 
@@ -171,10 +192,12 @@ class MemoryStore(Store):
         self, execution_id: str, after: int = 0, limit: int | None = None
     ) -> builtins.list[Event]:
         """Return the events with ``seq > after`` (see :meth:`Store.read`)."""
+        start = max(after, 0)
         with self._lock:
-            events = self._entry(execution_id).events
-            end = len(events) if limit is None else min(len(events), max(after, 0) + limit)
-            return events[max(after, 0) : end]
+            entry = self._entry(execution_id)
+            count = entry.count
+            end = count if limit is None else min(count, start + limit)
+            return self._events(execution_id, entry, start, max(start, end))
 
     async def wait(self, execution_id: str, after: int, timeout: float) -> bool:
         """Wait for an event with ``seq > after``, woken by appends (no polling)."""
@@ -184,7 +207,7 @@ class MemoryStore(Store):
 
         def ready() -> bool:
             entry = entries.get(execution_id)
-            return entry is None or len(entry.events) > after
+            return entry is None or entry.count > after
 
         return await self._notifier.wait(execution_id, ready, timeout)
 
