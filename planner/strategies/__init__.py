@@ -11,4 +11,8 @@ __all__ = ["register_strategies"]
 
 @hookimpl
 def register_strategies(register: Any) -> None:
-    """Register the built-in strategies (none yet in this release)."""
+    """Register the built-in strategies."""
+    register(
+        "claude_code_sdk", "planner.strategies.claude_code_sdk:ClaudeCodeStrategy", extra="claude"
+    )
+    register("agno", "planner.strategies.agno:AgnoStrategy", extra="agno")
