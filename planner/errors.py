@@ -13,6 +13,7 @@ The tree::
     │   ├── ExecutionFinishedError              the execution has already ended
     │   └── LeaseLostError                      another owner runs the execution now
     ├── SubmitError                             the executor refused the run; the record is failed
+    ├── SchemaVersionError (RuntimeError)       a store's schema is not the version the code needs
     ├── StrategyError                           a strategy could not produce a plan
     │   └── PlanValidationError                 the plan disagrees with its request
     └── GenerationError                         ``wait()`` on an execution that did not complete
@@ -46,6 +47,7 @@ __all__ = [
     "PlanValidationError",
     "PlannerError",
     "PluginError",
+    "SchemaVersionError",
     "StrategyError",
     "SubmitError",
     "UnknownPluginError",
@@ -174,6 +176,30 @@ class LeaseLostError(ExecutionStateError):
         self.execution_id = execution_id
         self.owner = owner
         super().__init__(f"{owner!r} no longer holds the lease of execution {execution_id!r}")
+
+
+class SchemaVersionError(PlannerError, RuntimeError):
+    """A store's database schema is not at the version this code needs.
+
+    Raised when a store set up without migrating finds missing migrations, and
+    by any store whose database was written by a newer planner.
+
+    Attributes:
+        found: the schema version in the database (0 when it has none).
+        expected: the version this code needs.
+    """
+
+    def __init__(self, where: str, found: int, expected: int) -> None:
+        self.found = found
+        self.expected = expected
+        hint = (
+            "run its migrations (or set the store up with migrations on)"
+            if found < expected
+            else "upgrade planner"
+        )
+        super().__init__(
+            f"{where} has schema version {found}, this planner needs {expected}: {hint}"
+        )
 
 
 class SubmitError(PlannerError):

@@ -15,23 +15,37 @@ names; pytest collects the inherited tests::
 Async tests run on anyio (the ``anyio`` marker is applied by the class).
 A store that does not support pruning raises ``NotImplementedError`` from
 ``prune`` and the pruning tests are skipped.
+
+Optional hooks of :class:`StoreContract`:
+
+- a ``peer_store`` fixture: a second, set-up store object on the *same*
+  database, as another process would open it.  When given, the tests of
+  sharing (visibility, wake-ups, gap-free appends and single-winner claims
+  across the two objects) run; otherwise they are skipped.
+- ``roundtrip_examples``: how many generated examples the hypothesis
+  round-trip property tries (a class attribute, default 25).  The property
+  needs ``hypothesis`` (``pip install hypothesis``); without it it is skipped.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from planner.errors import (
     ExecutionFinishedError,
     ExecutionNotFoundError,
+    ExecutionStateError,
     InvalidTransitionError,
     LeaseLostError,
 )
+from planner.events import EVENT_TYPES, Event
 from planner.execution import (
     ErrorInfo,
     Execution,
@@ -41,6 +55,7 @@ from planner.execution import (
     utcnow,
 )
 from planner.interfaces import NewEvent, Store
+from planner.plan import TaskPlan
 from planner.testing.samples import sample_plan, sample_request
 
 __all__ = ["StoreContract", "make_execution"]
@@ -74,8 +89,17 @@ _DONE = NewEvent("done", {"message": "done", "execution_id": "x", "status": "com
 class StoreContract:
     """The behaviour every :class:`~planner.interfaces.Store` must have.
 
-    Provide an async fixture ``store`` yielding a set-up, empty store.
+    Provide an async fixture ``store`` yielding a set-up, empty store, and
+    optionally ``peer_store`` (see the module's docstring).
     """
+
+    roundtrip_examples: int = 25
+    """How many generated examples the round-trip property tries."""
+
+    @pytest.fixture
+    def peer_store(self) -> Store:
+        """A second store object on the same database; override to run the sharing tests."""
+        pytest.skip("no peer_store fixture: the store is not shared between objects")
 
     # -- records ---------------------------------------------------------------
 
@@ -387,3 +411,384 @@ class StoreContract:
             pytest.skip(f"{type(store).__name__} does not support prune")
         assert deleted == len(made)
         assert [e.id for e in await store.list()] == [running.id]
+
+    async def test_prune_removes_events_and_frees_idempotency_keys(self, store: Store) -> None:
+        old = make_execution(idempotency_key="again", organization_id="org")
+        await store.create(old, [_progress("x")])
+        await store.update(old.id, status=ExecutionStatus.CANCELLED, events=[_DONE])
+        try:
+            deleted = await store.prune(keep=0)
+        except NotImplementedError:
+            pytest.skip(f"{type(store).__name__} does not support prune")
+        assert deleted == 1
+        with pytest.raises(ExecutionNotFoundError):
+            await store.get(old.id)
+        new = make_execution(idempotency_key="again", organization_id="org")
+        created, is_new = await store.create(new)
+        assert is_new and created.id == new.id
+        assert await store.prune(keep=0) == 0  # unfinished ones are never pruned
+
+    # -- atomicity -----------------------------------------------------------------
+
+    async def test_a_refused_update_writes_nothing(self, store: Store) -> None:
+        execution = make_execution()
+        await store.create(execution, [NewEvent("status", {"status": "pending"})])
+        with pytest.raises(InvalidTransitionError):
+            await store.update(
+                execution.id, status=ExecutionStatus.COMPLETED, events=[_progress("no")]
+            )
+        await store.claim(execution.id, "owner-a", 30)
+        before = await store.get(execution.id)
+        with pytest.raises(LeaseLostError):
+            await store.update(
+                execution.id,
+                status=ExecutionStatus.COMPLETED,
+                owner="owner-b",
+                events=[NewEvent("complete", {"plan": {}}), _DONE],
+            )
+        assert await store.get(execution.id) == before
+        assert [e.type for e in await store.read(execution.id)] == ["status", "status"]
+
+    async def test_status_change_and_its_event_are_seen_together(self, store: Store) -> None:
+        executions = [make_execution() for _ in range(20)]
+        for ex in executions:
+            await store.create(ex, [NewEvent("status", {"status": "pending"})])
+            await store.claim(ex.id, "owner-a", 30)
+        finished = False
+        checks = 0
+
+        async def observe() -> None:
+            nonlocal checks
+            while not finished:
+                for ex in executions:
+                    record = await store.get(ex.id)
+                    events = await store.read(ex.id)
+                    if record.terminal:  # the final status is never seen before its events
+                        assert events[-2:][0].type == "complete", events
+                        assert events[-1].type == "done"
+                    events = await store.read(ex.id)
+                    record = await store.get(ex.id)
+                    if events[-1].type == "done":  # and the events never before the status
+                        assert record.status is ExecutionStatus.COMPLETED
+                    checks += 1
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(observe)
+            for ex in executions:
+                await store.update(
+                    ex.id,
+                    status=ExecutionStatus.COMPLETED,
+                    plan_json={"title": ex.id},
+                    events=[NewEvent("complete", {"plan": {"title": ex.id}}), _DONE],
+                )
+                await anyio.lowlevel.checkpoint()
+            finished = True
+        assert checks > 0
+
+    async def test_a_terminal_status_is_final_under_races(self, store: Store) -> None:
+        execution = make_execution()
+        await store.create(execution)
+        await store.claim(execution.id, "owner-a", 30)
+        outcomes: list[ExecutionStatus | str] = []
+        finals = [ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED]
+
+        async def finish(status: ExecutionStatus) -> None:
+            terminal = {"completed": "complete", "failed": "error", "cancelled": "cancelled"}
+            try:
+                await store.update(
+                    execution.id,
+                    status=status,
+                    owner="owner-a",
+                    events=[NewEvent(terminal[status.value], {"by": status.value}), _DONE],
+                )
+            except ExecutionStateError as exc:
+                outcomes.append(type(exc).__name__)
+            else:
+                outcomes.append(status)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(12):
+                tg.start_soon(finish, finals[i % 3])
+        winners = [o for o in outcomes if isinstance(o, ExecutionStatus)]
+        assert len(winners) == 1, outcomes
+        assert outcomes.count("ExecutionFinishedError") == 11
+        stored = await store.get(execution.id)
+        assert stored.status is winners[0]
+        events = await store.read(execution.id)
+        assert sum(e.terminal for e in events) == 1
+        assert [e.type for e in events][-1] == "done"
+        assert events[-2].data == {"by": winners[0].value}
+
+    async def test_concurrent_claims_have_one_winner(self, store: Store) -> None:
+        execution = make_execution()
+        await store.create(execution)
+        won: list[Execution] = []
+
+        async def claim(owner: str) -> None:
+            claimed = await store.claim(execution.id, owner, 30)
+            if claimed is not None:
+                won.append(claimed)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(claim, f"owner-{i}")
+        assert len(won) == 1
+        assert won[0].attempt == 1
+        assert await store.get(execution.id) == won[0]
+        assert [e.type for e in await store.read(execution.id)] == ["status"]
+
+    async def test_concurrent_updates_and_appends_are_gap_free(self, store: Store) -> None:
+        execution = make_execution()
+        await store.create(execution, [NewEvent("status", {"status": "pending"})])
+        await store.claim(execution.id, "owner-a", 30)
+
+        async def appender(w: int) -> None:
+            for i in range(5):
+                await store.append(execution.id, [_progress(f"a{w}-{i}"), _progress(f"b{w}-{i}")])
+
+        async def updater(w: int) -> None:
+            for i in range(5):
+                await store.update(
+                    execution.id, owner="owner-a", events=[_progress(f"u{w}-{i}")], attempt=1
+                )
+
+        async with anyio.create_task_group() as tg:
+            for w in range(8):
+                tg.start_soon(appender, w)
+                tg.start_soon(updater, w)
+        events = await store.read(execution.id)
+        assert [e.seq for e in events] == list(range(1, 2 + 8 * 5 * 3 + 1))
+        messages = [e.data["message"] for e in events[2:]]
+        assert len(set(messages)) == len(messages) == 120
+        for w in range(8):  # each batch stays together and in order
+            for i in range(5):
+                a = messages.index(f"a{w}-{i}")
+                assert messages[a + 1] == f"b{w}-{i}"
+
+    async def test_wait_unknown_raises_not_found(self, store: Store) -> None:
+        with pytest.raises(ExecutionNotFoundError):
+            await store.wait(str(uuid.uuid4()), 0, timeout=0.1)
+
+    # -- two store objects on one database (``peer_store``) ------------------------
+
+    async def test_peers_see_each_others_writes(self, store: Store, peer_store: Store) -> None:
+        execution = make_execution()
+        await store.create(execution, [_progress("from store")])
+        assert await peer_store.get(execution.id) == execution
+        await peer_store.claim(execution.id, "owner-b", 30)
+        await peer_store.append(execution.id, [_progress("from peer")])
+        claimed = await store.get(execution.id)
+        assert claimed.lease_owner == "owner-b" and claimed.attempt == 1
+        messages = [e.data.get("message") for e in await store.read(execution.id)]
+        assert messages == ["from store", None, "from peer"]
+        with pytest.raises(ValueError):
+            await peer_store.create(execution)
+
+    async def test_a_peer_wait_wakes_on_the_others_append(
+        self, store: Store, peer_store: Store
+    ) -> None:
+        execution = make_execution()
+        await store.create(execution)
+        woke: list[bool] = []
+
+        async def waiter() -> None:
+            woke.append(await peer_store.wait(execution.id, 0, timeout=30))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter)
+                await anyio.sleep(0.05)
+                await store.append(execution.id, [_progress("wake up")])
+        assert woke == [True]
+
+    async def test_peers_append_gap_free(self, store: Store, peer_store: Store) -> None:
+        execution = make_execution()
+        await store.create(execution)
+
+        async def writer(target: Store, w: int) -> None:
+            for i in range(10):
+                await target.append(execution.id, [_progress(f"{w}-{i}")])
+
+        async with anyio.create_task_group() as tg:
+            for w in range(10):
+                tg.start_soon(writer, store if w % 2 else peer_store, w)
+        events = await peer_store.read(execution.id)
+        assert [e.seq for e in events] == list(range(1, 101))
+        assert len({e.data["message"] for e in events}) == 100
+
+    async def test_peers_claim_with_one_winner(self, store: Store, peer_store: Store) -> None:
+        executions = [make_execution() for _ in range(5)]
+        for ex in executions:
+            await store.create(ex)
+        won: list[str] = []
+
+        async def claim(target: Store, execution_id: str, owner: str) -> None:
+            if await target.claim(execution_id, owner, 30) is not None:
+                won.append(execution_id)
+
+        async with anyio.create_task_group() as tg:
+            for ex in executions:
+                for i in range(3):
+                    tg.start_soon(claim, store, ex.id, f"store-{i}")
+                    tg.start_soon(claim, peer_store, ex.id, f"peer-{i}")
+        assert sorted(won) == sorted(ex.id for ex in executions)
+        for ex in executions:
+            assert (await peer_store.get(ex.id)).attempt == 1
+            assert len(await store.read(ex.id)) == 1
+
+    # -- faithful round trip (hypothesis) -----------------------------------------
+
+    async def test_every_field_round_trips(self, store: Store) -> None:
+        try:
+            from hypothesis import HealthCheck, given, settings
+        except ImportError:  # pragma: no cover - hypothesis is a test extra
+            pytest.skip("the round-trip property needs hypothesis: pip install hypothesis")
+        cases = _round_trip_cases()
+
+        # Hypothesis drives a sync function: run it in a worker thread and
+        # call back into this event loop (where the store lives) for each example.
+        @settings(
+            max_examples=self.roundtrip_examples,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=cases)
+        def check(case: tuple[Execution, list[NewEvent], dict[str, Any] | None]) -> None:
+            anyio.from_thread.run(_check_round_trip, store, *case)
+
+        await anyio.to_thread.run_sync(check)
+
+
+async def _check_round_trip(
+    store: Store, execution: Execution, events: list[NewEvent], changes: dict[str, Any] | None
+) -> None:
+    created, is_new = await store.create(execution, events)
+    assert is_new
+    assert created == execution
+    stored = await store.get(execution.id)
+    assert stored == execution
+    assert stored.model_dump() == execution.model_dump()  # every field, nested extras too
+    if execution.plan_json is not None:
+        assert TaskPlan.model_validate(stored.plan_json) == TaskPlan.model_validate(
+            execution.plan_json
+        )
+    logged = await store.read(execution.id)
+    _assert_events(logged, execution.id, events)
+    if changes is not None and not execution.terminal:
+        updated = await store.update(execution.id, **changes)
+        stored = await store.get(execution.id)
+        assert stored == updated
+        assert stored.model_dump() == updated.model_dump()
+
+
+def _assert_events(logged: list[Event], execution_id: str, events: list[NewEvent]) -> None:
+    assert [e.seq for e in logged] == list(range(1, len(events) + 1))
+    assert [(e.type, e.data) for e in logged] == [(e.type, e.data) for e in events]
+    assert all(e.execution_id == execution_id for e in logged)
+    assert all(e.timestamp.utcoffset() == timedelta(0) for e in logged)
+
+
+def _round_trip_cases() -> Any:
+    """Hypothesis strategy of ``(execution, events, changes)`` for the round-trip property.
+
+    Strings are any unicode except NUL (which PostgreSQL's JSONB refuses) and
+    lone surrogates (which are not text); numbers are JSON numbers.
+    """
+    from hypothesis import strategies as st
+
+    chars = st.characters(codec="utf-8", exclude_characters="\x00")  # no lone surrogates
+    text = st.text(chars)
+    short = st.text(chars, max_size=30)
+    json_values = st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**53), max_value=2**53)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | text,
+        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(short, inner, max_size=5),
+        max_leaves=15,
+    )
+    json_objects = st.dictionaries(short, json_values, max_size=6)
+    moments = st.datetimes(
+        min_value=datetime(2000, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.just(UTC),
+    )
+    maybe = st.none().__or__
+
+    @st.composite
+    def cases(draw: Callable[..., Any]) -> tuple[Execution, list[NewEvent], dict[str, Any] | None]:
+        request = sample_request(
+            description=draw(short.filter(str.strip)) or "x",
+            priority=draw(st.sampled_from(["low", "medium", "high", "critical"])),
+            quick_mode=draw(st.booleans()),
+            conversation_context=draw(maybe(text)),
+            iteration=draw(st.integers(min_value=1, max_value=1000)),
+            planning_strategy="agno",
+        )
+        # A few plans are large: hundreds of tasks, hundreds of kilobytes.
+        tasks = draw(st.one_of(st.integers(1, 5), st.integers(100, 300)))
+        plan = sample_plan(request, tasks=tasks, title=draw(maybe(short.filter(str.strip))))
+        usage = TokenUsage(
+            input_tokens=draw(st.integers(0, 2**53)),
+            output_tokens=draw(st.integers(0, 2**53)),
+            cache_creation_input_tokens=draw(st.integers(0, 2**31)),
+            cache_read_input_tokens=draw(st.integers(0, 2**31)),
+            cost_usd=draw(st.floats(min_value=0, max_value=1e9)),
+        )
+        metadata = ExecutionMetadata(
+            quick_mode=request.quick_mode,
+            priority=draw(short),
+            planning_strategy=draw(short),
+            models=draw(st.lists(short, max_size=3)),
+            usage=usage,
+            current_step=draw(maybe(short)),
+            total_tasks=draw(maybe(st.integers(0, 10_000))),
+            generated_at=draw(maybe(moments)),
+            **{
+                f"x_{k}": v
+                for k, v in draw(st.dictionaries(short, json_values, max_size=3)).items()
+            },
+        )
+        status = draw(st.sampled_from(ExecutionStatus))
+        error = draw(maybe(st.builds(ErrorInfo, type=short, message=text, details=json_values)))
+        execution = make_execution(
+            request=request,
+            status=status,
+            plan_json=draw(maybe(st.just(plan.model_dump(mode="json")))),
+            error=error,
+            metadata=metadata,
+            created_at=draw(moments),
+            started_at=draw(maybe(moments)),
+            completed_at=draw(maybe(moments)),
+            updated_at=draw(moments),
+            attempt=draw(st.integers(0, 10_000)),
+            parent_execution_id=draw(maybe(st.uuids().map(str))),
+            idempotency_key=draw(maybe(short.map(lambda k: f"{uuid.uuid4()}{k}"))),
+            organization_id=draw(maybe(short)),
+            executor=draw(st.sampled_from(["inprocess", "threads", "temporal", "ëxötic"])),
+            cancel_requested=draw(st.booleans()),
+            lease_owner=draw(maybe(short)),
+            lease_expires_at=draw(maybe(moments)),
+        )
+        types = st.sampled_from(sorted(EVENT_TYPES - {"done"})) | st.from_regex(
+            r"[a-z][a-z0-9_.-]{0,20}", fullmatch=True
+        ).filter(lambda t: t != "done")
+        events = draw(st.lists(st.builds(NewEvent, types, json_objects), max_size=8))
+        changes = draw(
+            maybe(
+                st.fixed_dictionaries(
+                    {
+                        "plan_json": st.just(plan.model_dump(mode="json")),
+                        "error": maybe(st.builds(ErrorInfo, type=short, message=text)),
+                        "metadata": st.just(metadata.model_copy(update={"current_step": "✓"})),
+                        "cancel_requested": st.booleans(),
+                    }
+                )
+            )
+        )
+        return execution, events, changes
+
+    return cases()

@@ -11,5 +11,12 @@ __all__ = ["register_stores"]
 
 @hookimpl
 def register_stores(register: Any) -> None:
-    """Register ``memory://``."""
+    """Register ``memory://``, ``sqlite:///`` and ``postgresql://``."""
     register("memory", "planner.backends.stores.memory:MemoryStore")
+    register("sqlite", "planner.backends.stores.sqlite:SQLiteStore")
+    register(
+        "postgresql",
+        "planner.backends.stores.postgres:PostgresStore",
+        extra="postgres",
+        aliases=["postgres"],
+    )
