@@ -7,6 +7,9 @@
     planner show EXECUTION_ID [--events]
     planner list [--status S] [--limit N] [--before ID] [--json]
     planner plugins [--json]
+    planner demo [--quick]            # offline: the agno strategy against a scripted model
+    planner serve [--host H] [--port P]   # the HTTP API (planner[http])
+    planner worker --temporal HOST:PORT --task-queue Q --store URL  # planner[temporal]
 
 Exit codes: 0 success; 1 the generation failed or was cancelled; 2 bad usage,
 an invalid request, an unknown id or plugin, a missing extra; 130 interrupted.
@@ -61,8 +64,8 @@ __all__ = [
     "main",
 ]
 
-DEFAULT_STORE = "memory://"
-"""The store when neither ``--store`` nor ``PLANNER_STORE`` names one."""
+DEFAULT_STORE = "sqlite:///planner.db"
+"""The store when neither ``--store`` nor ``PLANNER_STORE`` names one: ``./planner.db``."""
 
 DEFAULT_EXECUTOR = "inprocess"
 """The executor when neither ``--executor`` nor ``PLANNER_EXECUTOR`` names one."""
@@ -83,7 +86,7 @@ _MEMORY_NOTE = (
 
 _EPILOG = """\
 environment:
-  PLANNER_STORE      default for --store (else memory://)
+  PLANNER_STORE      default for --store (else sqlite:///planner.db, in the current directory)
   PLANNER_EXECUTOR   default for --executor (else inprocess)
   PLANNER_PLUGINS    which third-party plugins load (comma-separated entry-point names)
   PLANNER_MODEL, PLANNER_QUICK_MODEL, ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL  read by strategies
@@ -194,6 +197,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    demo = commands.add_parser(
+        "demo",
+        parents=[common],
+        formatter_class=formatter,
+        help="plan a sample task offline (no API key needed)",
+        description=_paragraphs(
+            "Plan the bundled sample request (three agents, a team, two environments, three "
+            "worker queues) with the real agno strategy, against planner's scripted Anthropic "
+            "Messages API started on 127.0.0.1: live progress on stderr, the plan as JSON on "
+            "stdout, stored in --store.",
+        ),
+        epilog="examples:\n"
+        "  planner demo > plan.json\n"
+        "  planner demo --quick --json-events\n"
+        "  planner demo --store sqlite:///plans.db\n\n" + _EPILOG,
+    )
+    demo.add_argument("--quick", action="store_true", help="quick_mode: one step, the fast model")
+    demo_progress = demo.add_mutually_exclusive_group()
+    demo_progress.add_argument("-q", "--quiet", action="store_true", help="do not show progress")
+    demo_progress.add_argument(
+        "--json-events", action="store_true", help="write each event as a JSON line to stderr"
+    )
+    demo.set_defaults(handler=_cmd_demo)
+
     generate = commands.add_parser(
         "generate",
         parents=[common],
@@ -284,6 +311,95 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.set_defaults(handler=_cmd_plugins)
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        formatter_class=formatter,
+        help="serve the HTTP API (needs planner[http])",
+        description=_paragraphs(
+            "Serve the seed's HTTP API (POST /api/v1/plans/generate, resumable event streams, "
+            "executions) with uvicorn until SIGINT or SIGTERM. Open streams then get a final "
+            "'shutdown' event; generations in flight are left to the executor.",
+            "Bearer tokens come from PLANNER_API_TOKENS (token=tenant,...), PLANNER_JWT_SECRET "
+            "or PLANNER_JWT_PUBLIC_KEY; see docs/http.md.",
+        ),
+        epilog="examples:\n"
+        "  PLANNER_API_TOKENS=s3cret=acme planner serve --port 8000\n"
+        "  planner serve --store sqlite:///plans.db --executor threadpool\n\n" + _EPILOG,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    serve.add_argument(
+        "--port", type=_positive_int, default=8000, help="port to listen on (%(default)s)"
+    )
+    serve.add_argument(
+        "--max-body-size",
+        metavar="BYTES",
+        type=_positive_int,
+        default=1024 * 1024,
+        help="larger request bodies get 413 (default %(default)s)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (%(default)s)",
+    )
+    serve.set_defaults(handler=_cmd_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        parents=[common],
+        formatter_class=formatter,
+        help="run plan generations from a Temporal task queue (needs planner[temporal])",
+        description=_paragraphs(
+            "Poll a Temporal task queue and run the plan generations that API processes "
+            "submit with the 'temporal' executor, writing their events to the shared store, "
+            "until SIGINT or SIGTERM. Runs still going after the grace period are handed "
+            "over to other workers.",
+            "The store must be one every process can reach (sqlite:///file.db on one "
+            "machine, postgresql://... across machines); --executor is ignored.",
+        ),
+        epilog="examples:\n"
+        "  planner worker --temporal localhost:7233 --task-queue plans "
+        "--store postgresql://db/planner\n"
+        "  planner worker --store sqlite:///plans.db --strategy mine=my_plans:make_plan\n\n"
+        + _EPILOG,
+    )
+    worker.add_argument(
+        "--temporal",
+        metavar="HOST:PORT",
+        default=os.environ.get("PLANNER_TEMPORAL_ADDRESS") or "localhost:7233",
+        help="the Temporal frontend (default: $PLANNER_TEMPORAL_ADDRESS, else %(default)s)",
+    )
+    worker.add_argument(
+        "--namespace", default="default", help="the Temporal namespace (default %(default)s)"
+    )
+    worker.add_argument(
+        "--task-queue", default="planner", help="the task queue to poll (default %(default)s)"
+    )
+    worker.add_argument(
+        "--max-concurrent",
+        metavar="N",
+        type=_positive_int,
+        default=100,
+        help="plan generations run at once (default %(default)s)",
+    )
+    worker.add_argument(
+        "--lease-ttl",
+        metavar="SECONDS",
+        type=_positive_float,
+        help=f"how long a run's lease lasts unrenewed (default {Settings.lease_ttl:g})",
+    )
+    worker.add_argument(
+        "--grace",
+        metavar="SECONDS",
+        type=float,
+        default=10.0,
+        help="on shutdown, how long runs may finish before they are handed over "
+        "(default %(default)s)",
+    )
+    worker.set_defaults(handler=_cmd_worker)
     return parser
 
 
@@ -564,6 +680,52 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from planner.demo import demo_request, scripted_model
+
+    request = demo_request(quick=args.quick)
+    progress = _Progress(args)
+    registry = default_registry()
+    settings: dict[str, Any] = {} if args.timeout is None else {"timeout": args.timeout}
+    with scripted_model(request) as fake:
+        # The demo's own key and endpoint: ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL are not used.
+        planner = Planner(
+            args.store,
+            args.executor,
+            registry=registry,
+            executor_options=_one_shot_options(registry, args.executor),
+            api_key="planner-demo",
+            base_url=fake.base_url,
+            **settings,
+        )
+        planner.strategy("agno")  # a missing extra fails here, before anything starts
+        progress.note(f"offline demo: the agno strategy against a scripted model at {fake.url}")
+        code, execution = anyio.run(_generate, planner, request, progress)
+    if code == EXIT_INTERRUPTED:
+        return code
+    if execution.status is ExecutionStatus.COMPLETED:
+        sys.stdout.write(json.dumps(execution.plan_json, indent=2, ensure_ascii=False) + "\n")
+        usage = execution.metadata.usage
+        progress.note(
+            f"model {', '.join(execution.metadata.models)}: {usage.input_tokens} input, "
+            f"{usage.cache_creation_input_tokens} cache-write and {usage.output_tokens} output "
+            f"tokens, about ${usage.cost_usd:.4f}"
+        )
+        if args.store.startswith("memory:"):
+            note = f" ({_MEMORY_NOTE})"
+        else:
+            same = args.store == (os.environ.get("PLANNER_STORE") or DEFAULT_STORE)
+            note = f"; see it with: planner show {execution.id}" + (
+                "" if same else f" --store {args.store}"
+            )
+        progress.note(f"plan stored in {args.store} as execution {execution.id}{note}")
+        return EXIT_OK
+    error = execution.error
+    what = f"{error.type}: {error.message}" if error else execution.status.value
+    print(f"planner: error: demo plan generation {execution.id} {what}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 # -- show, list, plugins ----------------------------------------------------------------------
 
 
@@ -669,6 +831,78 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
         if not rows_of_kind:
             print("  (none)")
     return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from planner.http import create_app, serve, verifier_from_env
+
+    try:
+        verifier = verifier_from_env()
+    except ValueError as exc:
+        raise _Exit(EXIT_USAGE, str(exc)) from None
+    if verifier is None:
+        raise _Exit(
+            EXIT_USAGE,
+            "no API tokens: set PLANNER_API_TOKENS=token=tenant[,token=tenant...], "
+            "PLANNER_JWT_SECRET or PLANNER_JWT_PUBLIC_KEY",
+        )
+    planner = _planner(args)
+    app = create_app(planner, verifier=verifier, max_body_size=args.max_body_size)
+    serve(app, host=args.host, port=args.port, log_level=args.log_level)
+    return EXIT_OK
+
+
+async def _run_worker(planner: Planner, where: str) -> int:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            await planner.start()
+        except RuntimeError as exc:  # temporalio: "Failed client connect: ..."
+            await planner.store.close()
+            raise _Exit(EXIT_FAILED, f"cannot start the worker on {where}: {exc}") from None
+        try:
+            print(f"planner: worker polling {where}", file=sys.stderr, flush=True)
+            async for _ in signals:
+                print("planner: worker shutting down", file=sys.stderr, flush=True)
+                break
+        finally:
+            with anyio.CancelScope(shield=True):
+                await planner.close()
+    return EXIT_OK
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    registry = default_registry()
+    url = f"temporal://{args.temporal}/{args.namespace}?task_queue={args.task_queue}"
+    try:
+        executor = registry.create(
+            "executor",
+            url,
+            worker=True,
+            max_concurrent_activities=args.max_concurrent,
+            graceful_shutdown_timeout=args.grace,
+        )
+    except ValueError as exc:
+        raise _Exit(EXIT_USAGE, str(exc)) from None
+    strategies = {name: _load_strategy(name, target) for name, target in args.strategy}
+    settings: dict[str, Any] = {}
+    if args.timeout is not None:
+        settings["timeout"] = args.timeout
+    if args.lease_ttl is not None:
+        settings["lease_ttl"] = args.lease_ttl
+    try:
+        planner = Planner(args.store, executor, strategies, registry=registry, **settings)
+    except ValueError as exc:
+        raise _Exit(EXIT_USAGE, str(exc)) from None
+    where = f"task queue {args.task_queue!r} of {args.temporal}/{args.namespace}"
+    code = anyio.run(_run_worker, planner, where)
+    if sys.argv[1:2] == ["worker"]:  # this process is the worker program, not a caller of main()
+        # After the clean shutdown, skip the interpreter's teardown: temporalio's native
+        # threads may still call into Python then and abort the process
+        # (temporalio/sdk-python#300), turning a clean exit into SIGABRT.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 # -- main -------------------------------------------------------------------------------------

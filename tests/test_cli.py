@@ -22,11 +22,16 @@ S = "tests.cli_strategies"
 AGNO = ["--strategy", f"agno={S}:plan_fn"]
 
 
+DEFAULT_STORE = cli.DEFAULT_STORE
+
+
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # The defaults under test come from these; a developer's shell must not change them.
     for name in ("PLANNER_STORE", "PLANNER_EXECUTOR"):
         monkeypatch.delenv(name, raising=False)
+    # The default store is ./planner.db: keep it out of the checkout.
+    monkeypatch.setattr(cli, "DEFAULT_STORE", f"sqlite:///{tmp_path / 'default.db'}")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -327,12 +332,13 @@ def test_unknown_strategy_name_suggests_the_close_one(
 def test_strategy_not_available_says_how_to_choose_one(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    path = write_request(tmp_path)  # the seed's default planning_strategy: claude_code_sdk
+    path = write_request(tmp_path)
 
-    code, _, err = run(capsys, "generate", str(path), *AGNO)
+    code, _, err = run(capsys, "generate", str(path), *AGNO, "--strategy-name", "agnoo")
 
     assert code == 2
-    assert "claude_code_sdk" in err
+    assert "'agnoo'" in err
+    assert "Did you mean 'agno'?" in err
     assert "--strategy-name" in err
 
 
@@ -521,7 +527,7 @@ def test_failed_execution_shows_its_error(
 def test_show_unknown_id_exits_2_and_explains_the_memory_store(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, err = run(capsys, "show", "0f0f0f0f-no-such-id")
+    code, out, err = run(capsys, "show", "0f0f0f0f-no-such-id", "--store", "memory://")
 
     assert code == 2
     assert out == ""
@@ -532,13 +538,35 @@ def test_show_unknown_id_exits_2_and_explains_the_memory_store(
 def test_list_on_the_memory_store_is_empty_and_says_why(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    code, out, err = run(capsys, "list")
+    code, out, err = run(capsys, "list", "--store", "memory://")
 
     assert code == 0
     assert out == ""
     assert "memory store" in err
-    code, out, _ = run(capsys, "list", "--json")
+    code, out, _ = run(capsys, "list", "--json", "--store", "memory://")
     assert json.loads(out) == []
+
+
+def test_the_default_store_is_planner_db_in_the_current_directory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert DEFAULT_STORE == "sqlite:///planner.db"
+    monkeypatch.setattr(cli, "DEFAULT_STORE", DEFAULT_STORE)
+    monkeypatch.syspath_prepend(str(REPO))  # for tests.cli_strategies
+    monkeypatch.chdir(tmp_path)
+    path = write_request(tmp_path, planning_strategy="agno")
+
+    code, _, err = run(capsys, "generate", str(path), *AGNO, "--json-events")
+    assert code == 0, err
+    execution_id = execution_id_of(err)
+    assert (tmp_path / "planner.db").exists()
+
+    # A new command (as a new process would) finds it in the same file.
+    code, out, err = run(capsys, "show", execution_id)
+    assert code == 0, err
+    assert json.loads(out)["status"] == "completed"
+    code, out, _ = run(capsys, "list", "--json")
+    assert [r["id"] for r in json.loads(out)] == [execution_id]
 
 
 # -- plugins and help ------------------------------------------------------------------
@@ -584,9 +612,10 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 # -- a real process ----------------------------------------------------------------------
 
 
-def test_python_m_planner_generate_in_a_subprocess() -> None:
+def test_python_m_planner_generate_in_a_subprocess(tmp_path: Path) -> None:
     request = sample_request(planning_strategy="agno")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLANNER_")}
+    env["PLANNER_STORE"] = f"sqlite:///{tmp_path / 'planner.db'}"  # not in the checkout
 
     result = subprocess.run(
         [sys.executable, "-m", "planner", "generate", "-", *AGNO],
