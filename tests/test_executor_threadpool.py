@@ -78,7 +78,7 @@ def test_url_and_keyword_options() -> None:
     with pytest.raises(ValueError, match="max_workers must be at least 1"):
         ThreadPoolExecutor(max_workers=0)
     with pytest.raises(ValueError, match="shutdown must be 'wait' or 'cancel'"):
-        ThreadPoolExecutor("threadpool?shutdown=later")
+        ThreadPoolExecutor(shutdown="later")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="store_access"):
         ThreadPoolExecutor(store_access="telepathy")  # type: ignore[arg-type]
 

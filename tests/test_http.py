@@ -200,7 +200,11 @@ async def sse_events(
         assert source.response.status_code == 200
         assert source.response.headers["content-type"].startswith("text/event-stream")
         events = [sse async for sse in source.aiter_sse()]
-    return events
+    # ``history_complete`` (not part of the log) is tested on its own below; whether a
+    # stream gets one depends on whether the run was still going when it connected.
+    markers = [i for i, e in enumerate(events) if e.event == "history_complete"]
+    assert len(markers) <= 1
+    return [e for e in events if e.event != "history_complete"]
 
 
 def assert_well_formed(events: list[ServerSentEvent], first: int = 1) -> None:
@@ -488,6 +492,63 @@ async def test_keepalive_comments_while_nothing_happens(
     ] and lines[-4].startswith("id: ")
 
 
+async def test_history_complete_follows_the_replay(gates: Gates, client: httpx.AsyncClient) -> None:
+    execution_id = await submit(client, description="gate:history")
+    await wait_for(gates.arrived("history"))
+    url = f"{API}/executions/{execution_id}/stream"
+    lines: list[str] = []
+    async with client.stream("GET", url, headers=A) as response:
+        async for line in response.aiter_lines():
+            lines.append(line)
+            if line == "event: history_complete":
+                gates.gate("history").set()
+    frames = [f.split("\n") for f in "\n".join(lines).split("\n\n") if f.strip()]
+    named = [next(x for x in f if x.startswith("event: "))[7:] for f in frames]
+    marker = named.index("history_complete")
+    replayed = [f for f in frames[:marker]]
+    # Not part of the log: no ``id:``, so Last-Event-ID stays the last real seq.
+    assert not any(x.startswith("id:") for x in frames[marker])
+    data = json.loads(next(x for x in frames[marker] if x.startswith("data: "))[6:])
+    last_id = int(next(x for x in replayed[-1] if x.startswith("id: "))[4:])
+    assert data == {"execution_id": execution_id, "last_event_id": last_id, "replayed": marker}
+    assert named.count("history_complete") == 1
+    assert named[-1] == "done" and "complete" in named[marker + 1 :]
+    # The real SSE client sees the frames after it with their own ids, and resuming
+    # after the marker's (inherited) id replays nothing twice.
+    log = await sse_events(client, execution_id)
+    assert [e.event for e in log] == [n for n in named if n != "history_complete"]
+    assert_well_formed(log)
+    rest = await sse_events(client, execution_id, {**A, "Last-Event-ID": str(last_id)})
+    assert [e.id for e in rest] == [e.id for e in log[last_id:]]
+
+
+async def test_an_ended_executions_stream_is_the_log_alone(client: httpx.AsyncClient) -> None:
+    execution_id = await submit(client)
+    await sse_events(client, execution_id)  # it has ended now
+    async with client.stream(
+        "GET", f"{API}/executions/{execution_id}/stream", headers=A
+    ) as response:
+        text = (await response.aread()).decode()
+    assert "history_complete" not in text
+    assert text.rstrip("\n").split("\n\n")[-1].split("\n")[1] == "event: done"
+
+
+async def test_head_on_the_stream_answers_at_once(gates: Gates, client: httpx.AsyncClient) -> None:
+    execution_id = await submit(client, description="gate:head")
+    await wait_for(gates.arrived("head"))
+    url = f"{API}/executions/{execution_id}/stream"
+    # The run is held at its gate: a HEAD that streamed until the end would not return.
+    head = await client.head(url, headers=A)
+    assert head.status_code == 200
+    assert head.headers["content-type"].startswith("text/event-stream")
+    assert head.content == b""
+    assert (await client.head(url, headers=B)).status_code == 404
+    assert (await client.head(f"{API}/executions/nope/stream", headers=A)).status_code == 404
+    assert (await client.head(url)).status_code == 401
+    gates.gate("head").set()
+    assert_well_formed(await sse_events(client, execution_id))
+
+
 async def test_a_stream_after_done_ends_at_once(client: httpx.AsyncClient) -> None:
     execution_id = await submit(client)
     everything = await sse_events(client, execution_id)
@@ -521,6 +582,9 @@ async def test_100_concurrent_streams(gates: Gates, client: httpx.AsyncClient) -
             gates.gate("crowd").set()
     assert set(results) == set(ids)
     for events in results.values():
+        # Each run was held at its gate when its stream opened: replay, marker, live events.
+        assert [e.event for e in events].count("history_complete") == 1
+        events = [e for e in events if e.event != "history_complete"]
         assert_well_formed(events)
         assert events[-2].event == "complete"
 
@@ -842,6 +906,9 @@ async def test_planner_serve_runs_and_shuts_down_gracefully() -> None:
         str(port),
         "--store",
         "memory://",
+        # The executor's options in its URL: the slow run in flight gets 1 s, not 10.
+        "--executor",
+        "inprocess?shutdown_timeout=1",
         "--strategy",
         "agno=tests.cli_strategies:async_plan_fn",
         "--strategy",

@@ -3,9 +3,17 @@
 Each event is one frame: ``id:`` its ``seq``, ``event:`` its type, ``data:`` its
 payload as one line of JSON.  A comment line (``: keepalive``) goes out when
 nothing happened for a while, so proxies keep the connection open.  The stream ends
-after ``done``.  When the server shuts down, open streams get a last
-``shutdown`` frame without an ``id:`` (it is not part of the log), so a client
-resumes with the last real ``seq`` it saw.
+after ``done``.
+
+Two frames are not part of the log and carry no ``id:``, so a client's
+``Last-Event-ID`` stays the last real ``seq`` it saw and resuming is unaffected:
+
+- ``history_complete``, once, when the stream has sent every event already in the
+  log (the replay) and the execution is still going: live events follow.  As in the
+  reference service; a stream whose replay reaches ``done`` just ends with ``done``.
+- ``shutdown``, last, when the server shuts down while the stream is open.
+
+A ``HEAD`` request gets the stream's status and headers at once, without a body.
 """
 
 from __future__ import annotations
@@ -20,10 +28,19 @@ from starlette.types import Receive, Scope, Send
 from planner.events import Event
 from planner.interfaces import Store
 
-__all__ = ["SHUTDOWN_EVENT", "EventStream", "StreamRegistry", "format_event", "format_frame"]
+__all__ = [
+    "HISTORY_COMPLETE_EVENT",
+    "SHUTDOWN_EVENT",
+    "EventStream",
+    "StreamRegistry",
+    "format_event",
+    "format_frame",
+]
 
 SHUTDOWN_EVENT = "shutdown"
 """The type of the frame an open stream gets when the server shuts down."""
+HISTORY_COMPLETE_EVENT = "history_complete"
+"""The type of the frame that follows the replay of the events already logged."""
 
 # A comment line alone, without the blank line that ends a frame: some clients
 # (httpx-sse) turn a blank line after a known id into an empty event.
@@ -96,9 +113,11 @@ class EventStream(Response):
         self.registry = registry
         self.keepalive = keepalive
         self._first = True
+        self._replayed = 0
+        self._caught_up = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Send the stream until ``done``, a disconnect or a shutdown."""
+        """Send the stream until ``done``, a disconnect or a shutdown (``HEAD``: headers only)."""
         await send(
             {
                 "type": "http.response.start",
@@ -110,6 +129,9 @@ class EventStream(Response):
                 ],
             }
         )
+        if scope.get("method") == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         async with anyio.create_task_group() as tg:
 
             async def until_disconnect() -> None:
@@ -127,6 +149,12 @@ class EventStream(Response):
 
     async def _chunk(self, send: Send, body: bytes) -> None:
         await send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def _frame(self, send: Send, frame: bytes) -> None:
+        if self._first:  # a lone ``retry:`` frame would be an empty event to some clients
+            frame = f"retry: {RETRY_MS}\n".encode() + frame
+            self._first = False
+        await self._chunk(send, frame)
 
     async def _body(self, send: Send) -> None:
         with anyio.CancelScope() as cancel:
@@ -154,12 +182,10 @@ class EventStream(Response):
         while True:
             batch = await store.read(execution_id, self.cursor)
             for event in batch:
-                frame = format_event(event)
-                if self._first:  # a lone ``retry:`` frame would be an empty event to some clients
-                    frame = f"retry: {RETRY_MS}\n".encode() + frame
-                    self._first = False
-                await self._chunk(send, frame)
+                await self._frame(send, format_event(event))
                 self.cursor = event.seq
+                if not self._caught_up:
+                    self._replayed += 1
                 if event.type == "done":
                     return
             if batch:
@@ -170,5 +196,18 @@ class EventStream(Response):
                 if not await store.read(execution_id, self.cursor, limit=1):
                     return
                 continue
+            if not self._caught_up:  # the replay is over; live events follow
+                self._caught_up = True
+                await self._frame(
+                    send,
+                    format_frame(
+                        HISTORY_COMPLETE_EVENT,
+                        {
+                            "execution_id": execution_id,
+                            "last_event_id": self.cursor,
+                            "replayed": self._replayed,
+                        },
+                    ),
+                )
             if not await store.wait(execution_id, self.cursor, self.keepalive):
                 await self._chunk(send, KEEPALIVE)

@@ -21,6 +21,7 @@ import anyio
 from planner.execution import Execution
 from planner.interfaces import Executor
 from planner.runtime import LeaseKeeper
+from planner.urls import boolean, number, parse_options, split_query
 
 if TYPE_CHECKING:
     from planner.runtime import Runtime
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["InProcessExecutor", "new_owner_id"]
 
 log = logging.getLogger("planner")
+
+_OPTIONS = {"shutdown_timeout": number, "recover": boolean}
 
 
 def new_owner_id(kind: str) -> str:
@@ -39,18 +42,38 @@ class InProcessExecutor(Executor):
     """Runs executions as tasks of the current event loop.
 
     Args:
-        url: ``inprocess`` (options may follow as a query: ``inprocess?shutdown_timeout=5``).
-        shutdown_timeout: seconds :meth:`close` waits for runs in flight before cancelling them.
-        recover: whether :meth:`start` reclaims lost executions.
+        url: ``inprocess``, optionally with options as a query
+            (``inprocess?shutdown_timeout=5&recover=false``); keywords take precedence.
+        shutdown_timeout: seconds :meth:`close` waits for runs in flight before cancelling
+            them (default 10).
+        recover: whether :meth:`start` reclaims lost executions (default true).
+
+    Raises:
+        ValueError: a bad URL or option.
     """
 
     name = "inprocess"
 
     def __init__(
-        self, url: str = "inprocess", *, shutdown_timeout: float = 10.0, recover: bool = True
+        self,
+        url: str = "inprocess",
+        *,
+        shutdown_timeout: float | None = None,
+        recover: bool | None = None,
     ) -> None:
-        self.shutdown_timeout = float(shutdown_timeout)
-        self.recover = recover
+        name, query = split_query(url)
+        if name.rstrip(":/") != self.name:
+            raise ValueError(f"not an in-process executor URL: {url!r} (expected 'inprocess?...')")
+        options = parse_options(
+            query,
+            _OPTIONS,
+            plugin=self.name,
+            keywords={"shutdown_timeout": shutdown_timeout, "recover": recover},
+        )
+        self.shutdown_timeout: float = float(options.get("shutdown_timeout", 10.0))
+        self.recover: bool = bool(options.get("recover", True))
+        if self.shutdown_timeout < 0:
+            raise ValueError(f"shutdown_timeout must not be negative, got {self.shutdown_timeout}")
         self._owner = new_owner_id(self.name)
         self.owner = self._owner
         self._runtime: Runtime | None = None

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 from temporalio import activity
@@ -48,6 +48,7 @@ from planner.interfaces import Executor, Strategy
 from planner.models import TaskPlanRequest
 from planner.plan import TaskPlan
 from planner.runtime import LeaseKeeper, Runtime
+from planner.urls import OptionParser, boolean, integer, number, parse_options, text
 
 if TYPE_CHECKING:
     from planner.interfaces import Store
@@ -72,17 +73,11 @@ DEFAULT_TASK_QUEUE = "planner"
 """The task queue when the URL names none."""
 
 
-def parse_url(url: str) -> tuple[str, str, str, dict[str, str]]:
-    """Split ``temporal://HOST:PORT/NAMESPACE?task_queue=NAME&opt=value``.
-
-    Returns:
-        ``(target, namespace, task_queue, other_options)``; missing parts get the defaults.
-
-    Raises:
-        ValueError: not a ``temporal`` URL.
-    """
+def _split_url(url: str) -> tuple[str, str, str]:
     if url == "temporal":
-        return DEFAULT_TARGET, DEFAULT_NAMESPACE, DEFAULT_TASK_QUEUE, {}
+        return DEFAULT_TARGET, DEFAULT_NAMESPACE, ""
+    if url.startswith("temporal?"):
+        return DEFAULT_TARGET, DEFAULT_NAMESPACE, url.partition("?")[2]
     parts = urlsplit(url)
     if parts.scheme != "temporal":
         raise ValueError(
@@ -93,8 +88,22 @@ def parse_url(url: str) -> tuple[str, str, str, dict[str, str]]:
     namespace = parts.path.strip("/") or DEFAULT_NAMESPACE
     if "/" in namespace:
         raise ValueError(f"a Temporal URL has one path segment, the namespace: {url!r}")
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    task_queue = options.pop("task_queue", "") or DEFAULT_TASK_QUEUE
+    return target, namespace, parts.query
+
+
+def parse_url(url: str) -> tuple[str, str, str, dict[str, Any]]:
+    """Split ``temporal://HOST:PORT/NAMESPACE?task_queue=NAME&opt=value``.
+
+    Returns:
+        ``(target, namespace, task_queue, other_options)``: missing parts get the defaults;
+        the other options are typed (``max_attempts=5`` gives ``{"max_attempts": 5}``).
+
+    Raises:
+        ValueError: not a ``temporal`` URL, or an unknown option or bad value in its query.
+    """
+    target, namespace, query = _split_url(url)
+    options = parse_options(query, _OPTIONS, plugin="Temporal executor")
+    task_queue = options.pop("task_queue", DEFAULT_TASK_QUEUE)
     return target, namespace, task_queue, options
 
 
@@ -111,15 +120,16 @@ def _with_pydantic(client: Client) -> Client:
     return Client(**config)
 
 
-_OPTION_TYPES: dict[str, Callable[[str], Any]] = {
-    "worker": lambda v: v.lower() in ("1", "true", "yes", "on"),
-    "max_attempts": int,
-    "heartbeat_timeout": float,
-    "start_to_close_timeout": float,
-    "retry_initial_interval": float,
-    "retry_max_interval": float,
-    "max_concurrent_activities": int,
-    "graceful_shutdown_timeout": float,
+_OPTIONS: dict[str, OptionParser] = {
+    "task_queue": text,
+    "worker": boolean,
+    "max_attempts": integer,
+    "heartbeat_timeout": number,
+    "start_to_close_timeout": number,
+    "retry_initial_interval": number,
+    "retry_max_interval": number,
+    "max_concurrent_activities": integer,
+    "graceful_shutdown_timeout": number,
 }
 
 
@@ -166,44 +176,35 @@ class TemporalExecutor(Executor):
         max_concurrent_activities: int | None = None,
         graceful_shutdown_timeout: float | None = None,
     ) -> None:
-        target, namespace, url_queue, raw = parse_url(url)
-        unknown = sorted(set(raw) - set(_OPTION_TYPES))
-        if unknown:
-            raise ValueError(
-                f"unknown Temporal executor option(s) {', '.join(unknown)}; "
-                f"known: task_queue, {', '.join(sorted(_OPTION_TYPES))}"
-            )
-        parsed: dict[str, Any] = {}
-        for key, text in raw.items():
-            try:
-                parsed[key] = _OPTION_TYPES[key](text)
-            except ValueError:
-                raise ValueError(
-                    f"bad value for Temporal executor option {key}: {text!r}"
-                ) from None
-
-        def pick(key: str, given: Any, default: Any) -> Any:
-            return given if given is not None else parsed.get(key, default)
+        target, namespace, query = _split_url(url)
+        parsed = parse_options(
+            query,
+            _OPTIONS,
+            plugin="Temporal executor",
+            keywords={
+                "task_queue": task_queue,
+                "worker": worker,
+                "max_attempts": max_attempts,
+                "heartbeat_timeout": heartbeat_timeout,
+                "start_to_close_timeout": start_to_close_timeout,
+                "retry_initial_interval": retry_initial_interval,
+                "retry_max_interval": retry_max_interval,
+                "max_concurrent_activities": max_concurrent_activities,
+                "graceful_shutdown_timeout": graceful_shutdown_timeout,
+            },
+        )
 
         self.target = target
         self.namespace = namespace
-        self.task_queue = task_queue or url_queue
-        self.run_worker: bool = pick("worker", worker, False)
-        self.max_attempts: int = pick("max_attempts", max_attempts, 3)
-        self.heartbeat_timeout: float = pick("heartbeat_timeout", heartbeat_timeout, 10.0)
-        self.start_to_close_timeout: float | None = pick(
-            "start_to_close_timeout", start_to_close_timeout, None
-        )
-        self.retry_initial_interval: float = pick(
-            "retry_initial_interval", retry_initial_interval, 1.0
-        )
-        self.retry_max_interval: float = pick("retry_max_interval", retry_max_interval, 30.0)
-        self.max_concurrent_activities: int = pick(
-            "max_concurrent_activities", max_concurrent_activities, 100
-        )
-        self.graceful_shutdown_timeout: float = pick(
-            "graceful_shutdown_timeout", graceful_shutdown_timeout, 10.0
-        )
+        self.task_queue: str = parsed.get("task_queue", DEFAULT_TASK_QUEUE)
+        self.run_worker: bool = parsed.get("worker", False)
+        self.max_attempts: int = parsed.get("max_attempts", 3)
+        self.heartbeat_timeout: float = parsed.get("heartbeat_timeout", 10.0)
+        self.start_to_close_timeout: float | None = parsed.get("start_to_close_timeout", None)
+        self.retry_initial_interval: float = parsed.get("retry_initial_interval", 1.0)
+        self.retry_max_interval: float = parsed.get("retry_max_interval", 30.0)
+        self.max_concurrent_activities: int = parsed.get("max_concurrent_activities", 100)
+        self.graceful_shutdown_timeout: float = parsed.get("graceful_shutdown_timeout", 10.0)
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
         for key in ("heartbeat_timeout", "retry_initial_interval", "retry_max_interval"):

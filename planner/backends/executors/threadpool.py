@@ -43,6 +43,7 @@ from planner.events import Event
 from planner.execution import Execution, ExecutionStatus
 from planner.interfaces import Executor, NewEvent, Store
 from planner.runtime import LeaseKeeper, Runtime
+from planner.urls import OptionParser, boolean, integer, number, one_of, parse_options, split_query
 
 __all__ = ["ThreadPoolExecutor"]
 
@@ -54,40 +55,13 @@ _IDLE = "idle"
 _counter = itertools.count(1)
 
 
-def _parse_bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(text)
-
-
-_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "max_workers": int,
-    "shutdown": str,
-    "shutdown_timeout": float,
-    "recover": _parse_bool,
-    "store_access": str,
+_OPTIONS: dict[str, OptionParser] = {
+    "max_workers": integer,
+    "shutdown": one_of("wait", "cancel"),
+    "shutdown_timeout": number,
+    "recover": boolean,
+    "store_access": one_of("auto", "direct", "loop"),
 }
-
-
-def _parse_url(url: str) -> dict[str, Any]:
-    name, _, query = url.partition("?")
-    if name.rstrip(":/") != "threadpool":
-        raise ValueError(f"not a thread-pool executor URL: {url!r} (expected 'threadpool?...')")
-    options: dict[str, Any] = {}
-    for pair in filter(None, query.split("&")):
-        key, _, value = pair.partition("=")
-        if key not in _OPTIONS:
-            raise ValueError(
-                f"unknown threadpool option {key!r}; known: {', '.join(sorted(_OPTIONS))}"
-            )
-        try:
-            options[key] = _OPTIONS[key](value)
-        except ValueError:
-            raise ValueError(f"bad value for threadpool option {key}: {value!r}") from None
-    return options
 
 
 class _LoopStore(Store):
@@ -251,20 +225,26 @@ class ThreadPoolExecutor(Executor):
         recover: bool | None = None,
         store_access: Literal["auto", "direct", "loop"] | None = None,
     ) -> None:
-        parsed = _parse_url(url)
-        self.max_workers: int = (
-            max_workers
-            if max_workers is not None
-            else parsed.get("max_workers", min(32, (os.cpu_count() or 1) + 4))
+        name, query = split_query(url)
+        if name.rstrip(":/") != self.name:
+            raise ValueError(f"not a thread-pool executor URL: {url!r} (expected 'threadpool?...')")
+        options = parse_options(
+            query,
+            _OPTIONS,
+            plugin=self.name,
+            keywords={
+                "max_workers": max_workers,
+                "shutdown": shutdown,
+                "shutdown_timeout": shutdown_timeout,
+                "recover": recover,
+                "store_access": store_access,
+            },
         )
-        self.shutdown: str = shutdown or parsed.get("shutdown", "wait")
-        self.shutdown_timeout: float = float(
-            shutdown_timeout
-            if shutdown_timeout is not None
-            else parsed.get("shutdown_timeout", 10.0)
-        )
-        self.recover: bool = recover if recover is not None else parsed.get("recover", True)
-        self.store_access: str = store_access or parsed.get("store_access", "auto")
+        self.max_workers: int = options.get("max_workers", min(32, (os.cpu_count() or 1) + 4))
+        self.shutdown: str = options.get("shutdown", "wait")
+        self.shutdown_timeout: float = float(options.get("shutdown_timeout", 10.0))
+        self.recover: bool = options.get("recover", True)
+        self.store_access: str = options.get("store_access", "auto")
         if self.max_workers < 1:
             raise ValueError(f"max_workers must be at least 1, got {self.max_workers}")
         if self.shutdown not in ("wait", "cancel"):
