@@ -64,8 +64,10 @@ from planner.models import (
     WorkerQueueInfo,
 )
 from planner.plan import PlanViolation, TaskPlan, validate_plan
+from planner.plan_diff import PlanDiff, diff
 from planner.planner import Planner
 from planner.plugins import PluginRegistry
+from planner.render import display
 from planner.settings import Settings
 
 __version__ = "0.1.0"
@@ -95,6 +97,7 @@ __all__ = [
     "LeaseLostError",
     "MissingExtraError",
     "NewEvent",
+    "PlanDiff",
     "PlanGenerationFailedError",
     "PlanGenerationResponse",
     "PlanValidationError",
@@ -125,6 +128,8 @@ __all__ = [
     "ValidationErrorData",
     "WorkerQueueInfo",
     "__version__",
+    "diff",
+    "display",
     "hookimpl",
     "validate_plan",
 ]

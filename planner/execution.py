@@ -208,3 +208,13 @@ class Execution(BaseModel):
     def terminal(self) -> bool:
         """Whether the execution has ended."""
         return self.status.terminal
+
+    def _repr_html_(self) -> str:
+        from planner.render import execution_html
+
+        return execution_html(self)
+
+    def _repr_markdown_(self) -> str:
+        from planner.render import execution_markdown
+
+        return execution_markdown(self)

@@ -216,6 +216,25 @@ class TaskPlan(_PlanModel):
         """The number of tasks in the plan, subtasks included."""
         return sum(1 for _ in iter_tasks(self))
 
+    def to_mermaid(self, direction: str = "TD") -> str:
+        """Return the task dependency graph as Mermaid flowchart text.
+
+        See :func:`planner.render.plan_mermaid` for the layout and ``direction``.
+        """
+        from planner.render import plan_mermaid
+
+        return plan_mermaid(self, direction=direction)
+
+    def _repr_html_(self) -> str:
+        from planner.render import plan_html
+
+        return plan_html(self)
+
+    def _repr_markdown_(self) -> str:
+        from planner.render import plan_markdown
+
+        return plan_markdown(self)
+
 
 class PlanViolation(BaseModel):
     """One way a plan disagrees with its request, as data a model can act on.
