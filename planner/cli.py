@@ -4,7 +4,7 @@
 
     planner generate request.json     # live progress on stderr, the plan as JSON on stdout
     planner generate - < request.json # the request from stdin
-    planner show EXECUTION_ID [--events]
+    planner show EXECUTION_ID [--events | --diff-parent]
     planner list [--status S] [--limit N] [--before ID] [--json]
     planner plugins [--json]
     planner demo [--quick]            # offline: the agno strategy against a scripted model
@@ -14,7 +14,9 @@
 Exit codes: 0 success; 1 the generation failed or was cancelled; 2 bad usage,
 an invalid request, an unknown id or plugin, a missing extra; 130 interrupted.
 :func:`main` returns the code instead of exiting, so tests and other programs
-can call it in-process.  Only argparse and the core dependencies are used.
+can call it in-process.  Only argparse and the core dependencies are needed;
+with ``planner[cli]`` (rich) installed, progress on a terminal is drawn with a
+live bar, while pipes and files always get the plain lines.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from planner import __version__
 from planner.errors import (
     ExecutionFinishedError,
     ExecutionNotFoundError,
+    ExecutionStateError,
     InvalidRequestError,
     PluginError,
     SubmitError,
@@ -48,6 +51,7 @@ from planner.events import Event
 from planner.execution import Execution, ExecutionStatus
 from planner.interfaces import Strategy
 from planner.models import PlanGenerationResponse, TaskPlanRequest
+from planner.plan_diff import PlanDiff, diff
 from planner.planner import Planner
 from planner.plugins import Kind, PluginRegistry, default_registry
 from planner.settings import Settings
@@ -274,6 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("id", metavar="ID", help="the execution id")
     show.add_argument("--events", action="store_true", help="include the event log")
+    show.add_argument(
+        "--diff-parent",
+        action="store_true",
+        help="instead, show what this refinement changed from the plan it refines (its parent)",
+    )
+    show.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON (the record always is; with --diff-parent, the changes as JSON)",
+    )
     show.set_defaults(handler=_cmd_show)
 
     listing = commands.add_parser(
@@ -517,25 +531,126 @@ def _describe(event: Event) -> str:
     return f"{event.seq:>4}  {event.type:<16} {_one_line(text, 160)}"
 
 
+def _rich_wanted() -> bool:
+    """Whether readable progress is drawn with rich: stderr is a terminal and rich is installed."""
+    if os.environ.get("TERM") == "dumb" or not sys.stderr.isatty():
+        return False
+    try:
+        import rich  # noqa: F401
+    except ImportError:  # planner[cli] is not installed
+        return False
+    return True
+
+
+_RICH_STYLES = {
+    "error": "bold red",
+    "validation_error": "yellow",
+    "cancelled": "yellow",
+    "complete": "bold green",
+    "done": "green",
+    "thinking": "dim",
+    "step_started": "cyan",
+    "step_completed": "cyan",
+}
+
+
+class _RichDisplay:
+    """Progress on a terminal: the event lines (styled) above a live bar with the current step."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = Console(stderr=True, highlight=False)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
+        self.task = self.progress.add_task("submitted", total=100)
+        self.started = False
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[bold]planner:[/bold] {_escape_markup(text)}")
+
+    def show(self, event: Event) -> None:
+        from rich.text import Text
+
+        if not self.started:
+            self.progress.start()
+            self.started = True
+        data = event.data
+        update: dict[str, Any] = {}
+        label = data.get("step_name") or data.get("message") or data.get("current_step")
+        if isinstance(label, str) and label and event.type not in ("thinking", "done"):
+            update["description"] = _one_line(label, 60)
+        progress = data.get("progress")
+        if isinstance(progress, int | float) and event.type != "complete":
+            update["completed"] = max(0.0, min(100.0, float(progress)))
+        if event.type == "complete":
+            update["completed"] = 100.0
+        self.progress.update(self.task, **update)  # before the line: it redraws the bar
+        self.console.print(Text(_describe(event), style=_RICH_STYLES.get(event.type, "")))
+        if event.type == "done":
+            self.close()
+
+    def close(self) -> None:
+        if self.started:
+            self.progress.stop()
+            self.started = False
+
+
+def _escape_markup(text: str) -> str:
+    """Return ``text`` with rich's markup brackets escaped (used only with rich installed)."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
 class _Progress:
-    """Shows the events of one execution on stderr: readable lines, JSON lines, or nothing."""
+    """Shows the events of one execution on stderr: readable lines, JSON lines, or nothing.
+
+    Readable progress on a terminal is drawn with rich (``planner[cli]``) when it
+    is installed: the same lines, styled, above a live bar; otherwise, and
+    whenever stderr is a pipe or a file, plain lines.
+    """
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.mode = "quiet" if args.quiet else "json" if args.json_events else "text"
         self.last_seq = 0
         self.final: Event | None = None
+        self.rich = _RichDisplay() if self.mode == "text" and _rich_wanted() else None
 
     def note(self, text: str) -> None:
-        if self.mode == "text":
+        if self.rich is not None:
+            self.rich.note(text)
+        elif self.mode == "text":
             print(f"planner: {text}", file=sys.stderr, flush=True)
 
     def show(self, event: Event) -> None:
         self.last_seq = event.seq
         if event.terminal:
             self.final = event
-        if self.mode != "quiet":
+        if self.rich is not None:
+            self.rich.show(event)
+        elif self.mode != "quiet":
             line = event.model_dump_json() if self.mode == "json" else _describe(event)
             print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """Stop the live display, if any (the run ended, failed or was interrupted)."""
+        if self.rich is not None:
+            self.rich.close()
 
 
 def _print_json(value: Any) -> None:
@@ -652,7 +767,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if name is not None:
         planner.strategy(name)  # a missing extra fails here, before anything starts
     progress = _Progress(args)
-    code, execution = anyio.run(_generate, planner, request, progress)
+    try:
+        code, execution = anyio.run(_generate, planner, request, progress)
+    finally:
+        progress.close()
     if code == EXIT_INTERRUPTED:
         return code
     if execution.status is ExecutionStatus.COMPLETED:
@@ -700,7 +818,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
         planner.strategy("agno")  # a missing extra fails here, before anything starts
         progress.note(f"offline demo: the agno strategy against a scripted model at {fake.url}")
-        code, execution = anyio.run(_generate, planner, request, progress)
+        try:
+            code, execution = anyio.run(_generate, planner, request, progress)
+        finally:
+            progress.close()
     if code == EXIT_INTERRUPTED:
         return code
     if execution.status is ExecutionStatus.COMPLETED:
@@ -738,8 +859,48 @@ async def _show(planner: Planner, execution_id: str, with_events: bool) -> dict[
         return record
 
 
+async def _parent_diff(planner: Planner, execution_id: str) -> PlanDiff:
+    async with planner.store:
+        execution = await planner.get(execution_id)
+        parent_id = execution.parent_execution_id
+        if parent_id is None:
+            raise _Exit(
+                EXIT_USAGE,
+                f"execution {execution_id} has no parent: it is not a refinement "
+                "(only executions made by refine have one)",
+            )
+        if execution.plan_json is None:
+            raise _Exit(
+                EXIT_USAGE,
+                f"execution {execution_id} has no plan to compare (status "
+                f"{execution.status.value})",
+            )
+        try:
+            parent = await planner.get(parent_id)
+        except ExecutionNotFoundError:
+            raise _Exit(
+                EXIT_USAGE, f"the parent execution {parent_id} is no longer in the store"
+            ) from None
+        try:
+            return diff(parent, execution)
+        except ExecutionStateError as exc:  # the parent has no plan
+            raise _Exit(EXIT_USAGE, str(exc)) from None
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     planner = _planner(args)
+    if args.diff_parent:
+        if args.events:
+            raise _Exit(EXIT_USAGE, "--diff-parent and --events cannot be combined")
+        try:
+            changes = anyio.run(_parent_diff, planner, args.id)
+        except ExecutionNotFoundError as exc:
+            raise _not_found(args, exc) from None
+        if getattr(args, "json", False):
+            _print_json(changes.model_dump(mode="json"))
+        else:
+            sys.stdout.write(str(changes))
+        return EXIT_OK
     try:
         record = anyio.run(_show, planner, args.id, args.events)
     except ExecutionNotFoundError as exc:
@@ -872,11 +1033,12 @@ async def _run_worker(planner: Planner, where: str) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     registry = default_registry()
-    url = f"temporal://{args.temporal}/{args.namespace}?task_queue={args.task_queue}"
+    url = f"temporal://{args.temporal}/{args.namespace}"
     try:
         executor = registry.create(
             "executor",
             url,
+            task_queue=args.task_queue,  # a keyword: the name is not URL-encoded
             worker=True,
             max_concurrent_activities=args.max_concurrent,
             graceful_shutdown_timeout=args.grace,

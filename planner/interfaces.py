@@ -135,8 +135,10 @@ class Store(ABC):
             The updated record (``updated_at`` set to now).
 
         Raises:
-            ExecutionNotFoundError, ExecutionFinishedError, InvalidTransitionError,
-            LeaseLostError: as their names say.
+            ExecutionNotFoundError: no execution has that id.
+            ExecutionFinishedError: the execution has ended, or its log is closed.
+            InvalidTransitionError: ``status`` is not a move allowed from the current one.
+            LeaseLostError: ``owner`` is given and does not hold the lease.
         """
 
     @abstractmethod

@@ -23,6 +23,13 @@ MODULES = [
     "planner.runtime",
     "planner.store_helpers",
     "planner.testing",
+    "planner.testing.contracts",
+    "planner.testing.contracts_executor",
+    "planner.testing.contracts_strategy",
+    "planner.render",
+    "planner.plan_diff",
+    "planner.sync",
+    "planner.urls",
 ]
 
 

@@ -4,7 +4,9 @@
 - :func:`sample_request` and :func:`sample_plan` build valid inventories and plans.
 - ``StoreContract`` (in ``planner.testing.contracts``) and ``ExecutorContract``
   (in ``planner.testing.contracts_executor``)
-  are pytest test classes to subclass with a fixture that builds your backend.
+  are pytest test classes to subclass with a fixture that builds your backend;
+  ``StrategyContract`` (in ``planner.testing.contracts_strategy``) checks a
+  model-backed strategy against ``FakeAnthropic``.
 - ``FakeAnthropic`` (in ``planner.testing.fake_anthropic``) serves a scripted
   Anthropic Messages API on 127.0.0.1 for the real SDKs to talk to.
 
