@@ -6,7 +6,7 @@ import asyncio
 import threading
 import uuid
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
@@ -190,13 +190,18 @@ async def test_a_lost_run_is_recovered_on_start() -> None:
         assert [e.data.get("stage") for e in events].count("recovered") == 1
 
 
-async def test_a_sqlite_store_is_used_through_the_callers_loop(tmp_path: Any) -> None:
+@pytest.mark.parametrize("store_access", ["loop", "auto"])
+async def test_a_sqlite_store_through_the_callers_loop_or_directly(
+    tmp_path: Any, store_access: Literal["loop", "auto"]
+) -> None:
+    """``loop`` hops to the caller's loop; ``auto`` calls the thread-safe SQLite store directly."""
+
     async def steps(req: TaskPlanRequest, ctx: RunContext) -> TaskPlan:
         for i in range(3):
             await ctx.emit("progress", message=f"step {i}")
         return sample_plan(req)
 
-    executor = ThreadPoolExecutor(max_workers=2)
+    executor = ThreadPoolExecutor(max_workers=2, store_access=store_access)
     async with Planner(
         f"sqlite:///{tmp_path / 'plans.db'}", executor, {"agno": FunctionStrategy(steps)}
     ) as planner:

@@ -513,3 +513,121 @@ async def test_a_killed_process_is_recovered_as_a_new_attempt(tmp_path: Path) ->
     assert messages[0] == "started"
     assert "attempt 2" in messages[1] and "lost" in messages[1]
     assert messages[2] == "planning"
+
+
+# -- the writer and reader threads -----------------------------------------------------
+
+
+def progress(n: int, start: int = 0) -> list[NewEvent]:
+    return [NewEvent("progress", {"message": f"m{i}"}) for i in range(start, start + n)]
+
+
+async def test_a_long_log_is_read_whole_and_in_pages(tmp_path: Path) -> None:
+    # The reader thread takes a chunk; a worker thread reads on from there.
+    async with SQLiteStore(url_of(tmp_path / "long.db")) as store:
+        execution = make_execution()
+        await store.create(execution)
+        for start in range(0, 2500, 500):
+            await store.append(execution.id, progress(500, start))
+        everything = await store.read(execution.id)
+        assert [e.seq for e in everything] == list(range(1, 2501))
+        assert [e.data["message"] for e in everything] == [f"m{i}" for i in range(2500)]
+        assert [e.seq for e in await store.read(execution.id, after=700)] == list(range(701, 2501))
+        assert [e.seq for e in await store.read(execution.id, limit=1500)] == list(range(1, 1501))
+        page = await store.read(execution.id, after=999, limit=1001)
+        assert [e.seq for e in page] == list(range(1000, 2001))
+        assert await store.read(execution.id, after=2500) == []
+
+
+async def test_concurrent_writes_commit_together_and_a_failing_one_leaves_no_trace(
+    tmp_path: Path,
+) -> None:
+    async with SQLiteStore(url_of(tmp_path / "group.db")) as store:
+        open_one, finished = make_execution(), make_execution()
+        await store.create(open_one)
+        await store.create(finished, [NewEvent("done", {"status": "completed"})])
+        results: dict[int, Any] = {}
+
+        async def write(i: int) -> None:
+            target = finished.id if i % 5 == 0 else open_one.id
+            try:
+                results[i] = await store.append(target, progress(1, i))
+            except Exception as exc:
+                results[i] = exc
+
+        async with anyio.create_task_group() as tg:
+            for i in range(60):
+                tg.start_soon(write, i)
+
+        failures = [i for i, r in results.items() if isinstance(r, Exception)]
+        assert sorted(failures) == list(range(0, 60, 5))
+        assert all(type(results[i]).__name__ == "ExecutionFinishedError" for i in failures)
+        log = await store.read(open_one.id)
+        assert [e.seq for e in log] == list(range(1, 49))  # 48 appends, gap-free
+        by_message = {e.data["message"]: e.seq for e in log}
+        for i, appended in results.items():
+            if not isinstance(appended, Exception):
+                (event,) = appended
+                assert by_message[f"m{i}"] == event.seq
+        assert [e.type for e in await store.read(finished.id)] == ["done"]
+
+
+async def test_event_loops_in_several_threads_share_one_store(tmp_path: Path) -> None:
+    async with SQLiteStore(url_of(tmp_path / "threads.db")) as store:
+        assert store.thread_safe
+        execution = make_execution()
+        await store.create(execution)
+
+        async def writer(name: str) -> list[int]:
+            seqs = []
+            for i in range(40):
+                (event,) = await store.append(
+                    execution.id, [NewEvent("progress", {"message": f"{name}-{i}"})]
+                )
+                seqs.append(event.seq)
+                await store.get(execution.id)
+            return seqs
+
+        def in_own_loop(name: str) -> list[int]:
+            return anyio.run(writer, name, backend="asyncio")
+
+        results: dict[str, list[int]] = {}
+
+        async def run_thread(name: str) -> None:
+            results[name] = await anyio.to_thread.run_sync(in_own_loop, name)
+
+        async with anyio.create_task_group() as tg:
+            for name in ("a", "b", "c", "d"):
+                tg.start_soon(run_thread, name)
+            tg.start_soon(writer, "main")
+
+        log = await store.read(execution.id)
+        assert [e.seq for e in log] == list(range(1, 201))
+        for name, seqs in results.items():
+            assert seqs == sorted(seqs)
+            assert [e.seq for e in log if e.data["message"].startswith(f"{name}-")] == seqs
+
+
+async def test_the_thread_pool_executor_calls_it_from_its_threads(tmp_path: Path) -> None:
+    from planner.backends.executors.threadpool import ThreadPoolExecutor
+
+    async def steps(req: TaskPlanRequest, ctx: RunContext) -> TaskPlan:
+        for i in range(3):
+            await ctx.emit("progress", message=f"step {i}")
+        return sample_plan(req)
+
+    # "direct": the runs on the pool's threads call the store from their own loops.
+    executor = ThreadPoolExecutor(max_workers=3, store_access="direct")
+    async with Planner(
+        url_of(tmp_path / "pool.db"), executor, {"agno": FunctionStrategy(steps)}
+    ) as planner:
+        ids = [
+            (await planner.generate(sample_request(planning_strategy="agno"))).execution_id
+            for _ in range(8)
+        ]
+        for i in ids:
+            await planner.wait(i, timeout=60)
+            events = [e async for e in planner.stream(i)]
+            assert [e.seq for e in events] == list(range(1, len(events) + 1))
+            assert [e.type for e in events].count("progress") == 3
+            assert events[-1].type == "done"

@@ -1,12 +1,15 @@
 """The SQLite store (``sqlite:///path.db``): executions and their events in one file.
 
 Built on the standard library's :mod:`sqlite3`, nothing to install.  The file is
-in WAL mode, so readers never wait for the writer; every call runs in a worker
-thread, so the event loop never waits for the disk.  In one process, writes go
-through one connection, one at a time; across processes each write is a
-``BEGIN IMMEDIATE`` transaction that waits for the file's write lock (the busy
-timeout) and is retried while the file is busy, so several processes can share
-one file.
+in WAL mode, so readers never wait for the writer; no query runs on an event
+loop's thread, so the loop never waits for the disk.  Each store object has a
+writer thread, which takes every write queued at that moment and commits them
+together in one transaction (group commit: one thread hop and one commit serve
+many concurrent writers), and a reader thread, which runs the queued reads one
+after the other.  Event loops in any thread may call the store.  Across
+processes each transaction is ``BEGIN IMMEDIATE``: it waits for the file's write
+lock (the busy timeout) and is retried while the file is busy, so several
+processes can share one file.
 
 Streams are woken without polling by writes made in this process (through any
 store object on the same file); writes made by other processes are seen by
@@ -18,12 +21,16 @@ file lacks and records each in the ``planner_schema_version`` table.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import functools
 import json
 import os
+import queue
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,7 +46,7 @@ from planner.errors import (
     LeaseLostError,
     SchemaVersionError,
 )
-from planner.events import Event
+from planner.events import Event, trusted_event
 from planner.execution import Execution, ExecutionStatus, check_transition, utcnow
 from planner.interfaces import NewEvent, Store
 from planner.store_helpers import claim_changes, claim_events, lease_claimable
@@ -98,6 +105,13 @@ SCHEMA_VERSION: int = MIGRATIONS[-1][0]
 """The schema version this code writes and reads."""
 
 _SELECT = "SELECT record, strategy FROM planner_executions"
+_INSERT_EVENTS = "INSERT INTO planner_events VALUES (?, ?, ?, ?, ?)"
+_APPEND = (
+    "UPDATE planner_executions SET last_seq = last_seq + ?, closed = ?"
+    " WHERE id = ? AND closed = 0 RETURNING last_seq"
+)
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+"""``UPDATE ... RETURNING`` is available (SQLite 3.35 and later)."""
 
 # Store objects on the same file in one process share their wake-ups: a write
 # through one wakes the streams waiting on another without a poll.
@@ -121,6 +135,122 @@ def _when(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
+_MAX_BATCH = 256
+"""The most jobs a lane thread takes at once (writes: transactions committed together)."""
+
+_READ_CHUNK = 1000
+"""Events one read takes on the reader thread; a longer log is read on in a worker thread."""
+
+# A job for a lane thread: the query or transaction body, the caller's future and
+# the loop that owns it.
+_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """Resolve the callers' futures (on their own loop)."""
+    for future, ok, value in outcomes:
+        if future.done():  # the caller was cancelled; what the job did stands
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+class _Redo(Exception):
+    """One write of a batch failed: roll the transaction back and run the others again."""
+
+
+class _Lane:
+    """A thread that runs the jobs event loops queue for it, a batch at a time.
+
+    ``run`` gets every job queued at that moment (up to :data:`_MAX_BATCH`)
+    and returns one ``(ok, result or exception)`` per job; each caller's future
+    is then resolved on its own loop, one hand-off per loop and batch.
+    """
+
+    def __init__(
+        self, name: str, run: Callable[[builtins.list[_Job]], builtins.list[tuple[bool, Any]]]
+    ) -> None:
+        self._name = name
+        self._run = run
+        self._jobs: queue.SimpleQueue[builtins.list[_Job] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        _LANES.add(self)
+
+    def _forget(self) -> None:
+        # In a forked child the thread does not exist: the next job starts one.
+        self._jobs = queue.SimpleQueue()
+        self._thread = None
+
+    def submit(self, jobs: builtins.list[_Job]) -> None:
+        """Queue jobs, starting the thread if needed (call under the store's lock)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+            self._thread.start()
+        self._jobs.put(jobs)
+
+    def stop(self) -> threading.Thread | None:
+        """Let the thread end after the jobs queued so far (call under the store's lock)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._jobs.put(None)
+        return thread
+
+    def _main(self) -> None:
+        jobs = self._jobs
+        while True:
+            first = jobs.get()
+            if first is None:
+                return
+            batch = builtins.list(first)
+            stop = False
+            while len(batch) < _MAX_BATCH:
+                try:
+                    more = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.extend(more)
+            try:
+                outcomes = self._run(batch)
+            except BaseException as exc:  # never leave a caller waiting
+                outcomes = [(False, exc)] * len(batch)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]]
+            by_loop = {}
+            for (_fn, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
+                by_loop.setdefault(loop, []).append((future, ok, value))
+            for loop, settled in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, settled)
+                except RuntimeError:  # that loop is closed: nobody waits any more
+                    pass
+            if stop:
+                return
+
+
+def _not_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return True
+    return False
+
+
+_LANES: weakref.WeakSet[_Lane] = weakref.WeakSet()
+
+
+def _forget_lanes() -> None:
+    for lane in builtins.list(_LANES):
+        lane._forget()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_forget_lanes)
+
+
 def _busy(exc: sqlite3.OperationalError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
@@ -129,7 +259,11 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _load(row: tuple[str, str | None]) -> Execution:
+_PARSED_MAX = 4096
+"""How many records (by their JSON text) the store keeps parsed."""
+
+
+def _parse(row: tuple[str, str | None]) -> Execution:
     record, strategy = row
     # The strategy name was valid when the record was made; a plugin that is not
     # installed in this process must not make the record unreadable.
@@ -186,6 +320,9 @@ class SQLiteStore(Store):
         ValueError: not a SQLite URL, or an in-memory database.
     """
 
+    thread_safe = True
+    """Event loops in any thread may call one store object (the thread-pool executor's do)."""
+
     def __init__(
         self,
         url: str = "sqlite:///planner.db",
@@ -209,6 +346,20 @@ class SQLiteStore(Store):
         )
         self._write_lock = threading.Lock()
         self._pool_lock = threading.Lock()
+        # Writes from event loops go to one writer thread, which commits the
+        # transactions of concurrent writers together (group commit).
+        # Reads from event loops go to one reader thread, likewise a batch at a time.
+        self._write_lane = _Lane(f"planner-sqlite-writer {self.path}", self._commit_batch)
+        self._read_lane = _Lane(f"planner-sqlite-reader {self.path}", self._read_batch)
+        self._lane_reader: sqlite3.Connection | None = None
+        # The event rows of the transaction in progress (under the write lock).
+        self._event_rows: builtins.list[tuple[str, int, str, str, int]] = []
+        # Records by their JSON text, parsed (reads of unchanged records skip the parse).
+        self._parsed: dict[str, Execution] = {}
+        self._thread_lock = threading.Lock()
+        # Jobs queued by each loop in this iteration, per lane (see _on_lane).
+        self._outbox: dict[tuple[_Lane, asyncio.AbstractEventLoop], builtins.list[_Job]] = {}
+        self._stopping = False  # close() has begun: no new writes
         self._writer: sqlite3.Connection | None = None
         self._readers: list[sqlite3.Connection] = []
         self._ready = False
@@ -258,12 +409,19 @@ class SQLiteStore(Store):
                 self._writer = self._connect()
             conn = self._writer
 
+            rows = self._event_rows
+
             def attempt() -> T:
+                rows.clear()
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     result = fn(conn)
+                    if rows:  # the transaction's events, in one statement
+                        conn.executemany(_INSERT_EVENTS, rows)
+                        rows.clear()
                     conn.execute("COMMIT")
                 except BaseException:
+                    rows.clear()
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
@@ -288,11 +446,97 @@ class SQLiteStore(Store):
                 else:
                     self._readers.append(conn)
 
+    async def _on_lane(self, lane: _Lane, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        if self._closed or self._stopping:
+            raise RuntimeError(f"{self!r} is closed")
+        # The jobs of one loop iteration go to the lane together, at its end:
+        # the lane thread wakes once for them, when this loop is about to wait.
+        key = (lane, loop)
+        box = self._outbox.get(key)
+        if box is None:
+            box = self._outbox[key] = []
+            loop.call_soon(self._flush, key)
+        box.append((fn, future, loop))
+        # A cancelled caller stops waiting; its job still runs, in queue order
+        # (a write queued before a later write of this process commits first).
+        return await future
+
+    def _flush(self, key: tuple[_Lane, asyncio.AbstractEventLoop]) -> None:
+        jobs = self._outbox.pop(key)
+        with self._thread_lock:
+            if not (self._closed or self._stopping):
+                key[0].submit(jobs)
+                return
+        _settle([(future, False, RuntimeError(f"{self!r} is closed")) for _, future, _ in jobs])
+
     async def _run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(self._write, fn)
+        """Run ``fn`` in a write transaction on the writer thread; wait for its commit."""
+        if _not_asyncio():  # trio through anyio: a worker thread per write
+            return await anyio.to_thread.run_sync(self._write, fn)
+        return await self._on_lane(self._write_lane, fn)
+
+    def _commit_batch(self, batch: builtins.list[_Job]) -> builtins.list[tuple[bool, Any]]:
+        """Run the writes in one transaction and commit once (group commit).
+
+        A write that raises (a finished execution, a lost lease) answers with
+        its exception and leaves no trace: the transaction is rolled back and
+        the other writes of the batch run again without it.  Each write is a
+        function of the database alone, so running it again is safe.
+        """
+        failed: dict[int, Exception] = {}
+        results: dict[int, Any] = {}
+
+        def body(conn: sqlite3.Connection) -> None:
+            results.clear()  # a retried transaction runs every write again
+            for i, (fn, _future, _loop) in enumerate(batch):
+                if i in failed:
+                    continue
+                try:
+                    results[i] = fn(conn)
+                except Exception as exc:
+                    failed[i] = exc
+                    raise _Redo from None
+
+        while len(failed) < len(batch):
+            try:
+                self._write(body)
+            except _Redo:
+                continue  # rolled back: again, without the write that failed
+            except Exception as exc:  # the transaction failed as a whole
+                return [(False, failed.get(i, exc)) for i in range(len(batch))]
+            break
+        return [
+            (True, results[i]) if i in results else (False, failed[i]) for i in range(len(batch))
+        ]
 
     async def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(self._read, fn)
+        """Run ``fn`` on the reader thread (WAL: it never waits for writers)."""
+        if _not_asyncio():  # trio through anyio: a worker thread per read
+            return await anyio.to_thread.run_sync(self._read, fn)
+        return await self._on_lane(self._read_lane, fn)
+
+    def _read_batch(self, batch: builtins.list[_Job]) -> builtins.list[tuple[bool, Any]]:
+        """The reader thread: run each read on its own connection, one after the other."""
+        with self._pool_lock:
+            if self._closed:
+                return [(False, RuntimeError(f"{self!r} is closed"))] * len(batch)
+            conn = self._lane_reader
+        if conn is None:
+            try:
+                conn = self._lane_reader = self._connect()
+            except Exception as exc:
+                return [(False, exc)] * len(batch)
+        outcomes: builtins.list[tuple[bool, Any]] = []
+        for fn, _future, _loop in batch:
+            try:
+                outcomes.append((True, self._retrying(functools.partial(fn, conn))))
+            except Exception as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                outcomes.append((False, exc))
+        return outcomes
 
     def _saw(self, execution_id: str, last_seq: int) -> None:
         if len(self._seen) > 100_000:  # bounded; a forgotten id only costs a poll
@@ -313,6 +557,7 @@ class SQLiteStore(Store):
 
     def _setup(self) -> None:
         self._closed = False
+        self._stopping = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._notifier, self._seen = _shared(self.path)
         with self._write_lock:
@@ -366,39 +611,69 @@ class SQLiteStore(Store):
         await anyio.to_thread.run_sync(self._close)
 
     def _close(self) -> None:
+        with self._thread_lock:
+            self._stopping = True
+            # Each lane ends after the jobs already queued.
+            threads = [self._write_lane.stop(), self._read_lane.stop()]
+        for thread in threads:
+            if thread is not None:
+                thread.join()
         with self._write_lock, self._pool_lock:
             self._closed = True
             self._ready = False
             if self._writer is not None:
                 self._writer.close()
                 self._writer = None
+            if self._lane_reader is not None:
+                self._readers.append(self._lane_reader)
+                self._lane_reader = None
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
 
     # -- writing helpers (inside a transaction) --------------------------------
 
-    @staticmethod
-    def _row(conn: sqlite3.Connection, execution_id: str) -> tuple[Execution, int, bool]:
+    def _load(self, row: tuple[str, str | None]) -> Execution:
+        """Parse a stored record, or reuse what the same text was parsed to before.
+
+        Executions are immutable, and equal text always parses to an equal
+        one, so a record read again unchanged (the common case: every poll of
+        a running execution) costs a dictionary lookup instead of a parse.
+        """
+        parsed = self._parsed
+        execution = parsed.get(row[0])
+        if execution is None:
+            execution = _parse(row)
+            if len(parsed) >= _PARSED_MAX:
+                parsed.clear()
+            parsed[row[0]] = execution
+        return execution
+
+    def _row(self, conn: sqlite3.Connection, execution_id: str) -> tuple[Execution, int, bool]:
         row = conn.execute(
             "SELECT record, strategy, last_seq, closed FROM planner_executions WHERE id = ?",
             (execution_id,),
         ).fetchone()
         if row is None:
             raise ExecutionNotFoundError(execution_id)
-        return _load((row[0], row[1])), row[2], bool(row[3])
+        return self._load((row[0], row[1])), row[2], bool(row[3])
 
-    @staticmethod
     def _insert_events(
+        self,
         conn: sqlite3.Connection,
         execution_id: str,
         last_seq: int,
         events: Iterable[NewEvent],
         now: datetime,
     ) -> tuple[list[Event], bool]:
+        """Number the events; their rows are inserted just before the commit.
+
+        Writes in one transaction never read the event table, so the rows of
+        every write of a group commit go in with one statement.
+        """
         ts = _us(now)
         out: list[Event] = []
-        rows = []
+        rows = self._event_rows
         closed = False
         seq = last_seq
         for type_, data in events:
@@ -412,18 +687,14 @@ class SQLiteStore(Store):
                     ts,
                 )
             )
-            out.append(
-                Event.model_construct(
-                    execution_id=execution_id, seq=seq, type=type_, data=data, timestamp=now
-                )
-            )
+            out.append(trusted_event(execution_id, seq, type_, data, now))
             closed = closed or type_ == "done"
-        if rows:
-            conn.executemany("INSERT INTO planner_events VALUES (?, ?, ?, ?, ?)", rows)
         return out, closed
 
-    @staticmethod
-    def _save(conn: sqlite3.Connection, execution: Execution, last_seq: int, closed: bool) -> None:
+    def _save(
+        self, conn: sqlite3.Connection, execution: Execution, last_seq: int, closed: bool
+    ) -> None:
+        record = execution.model_dump_json()
         conn.execute(
             "UPDATE planner_executions SET status = ?, organization_id = ?, idempotency_key = ?,"
             " executor = ?, strategy = ?, lease_owner = ?, lease_expires_us = ?, created_us = ?,"
@@ -439,7 +710,7 @@ class SQLiteStore(Store):
                 _us(execution.created_at),
                 last_seq,
                 int(closed),
-                execution.model_dump_json(),
+                record,
                 execution.id,
             ),
         )
@@ -459,7 +730,7 @@ class SQLiteStore(Store):
                     (execution.idempotency_key, execution.organization_id),
                 ).fetchone()
                 if row is not None:
-                    return _load(row), False, 0
+                    return self._load(row), False, 0
             try:
                 conn.execute(
                     "INSERT INTO planner_executions (id, status, organization_id,"
@@ -506,7 +777,7 @@ class SQLiteStore(Store):
         row = await self._run_read(query)
         if row is None:
             raise ExecutionNotFoundError(execution_id)
-        return _load(row)
+        return self._load(row)
 
     async def list(
         self,
@@ -548,10 +819,13 @@ class SQLiteStore(Store):
             finally:
                 conn.execute("COMMIT")
 
-        rows = await self._run_read(query)
+        if limit > _READ_CHUNK:  # a long page: in a worker thread, not the reader thread
+            rows = await anyio.to_thread.run_sync(self._read, query)
+        else:
+            rows = await self._run_read(query)
         if rows is None:
             raise ExecutionNotFoundError(str(before))
-        return [_load(row) for row in rows]
+        return [self._load(row) for row in rows]
 
     async def update(
         self,
@@ -591,8 +865,17 @@ class SQLiteStore(Store):
     async def append(self, execution_id: str, events: Sequence[NewEvent]) -> builtins.list[Event]:
         """Append events with consecutive ``seq`` numbers (see :meth:`Store.append`)."""
         now = utcnow()
+        count = len(events)
+        closes = int(any(type_ == "done" for type_, _ in events))
 
         def tx(conn: sqlite3.Connection) -> builtins.list[Event]:
+            if count and _RETURNING:
+                # The common case in one statement: the log is open, number the events.
+                numbered = conn.execute(_APPEND, (count, closes, execution_id)).fetchall()
+                if numbered:
+                    new_last = numbered[0][0]
+                    return self._insert_events(conn, execution_id, new_last - count, events, now)[0]
+            # No such execution, a finished one, or nothing to append: check and say which.
             row = conn.execute(
                 "SELECT last_seq, closed, status FROM planner_executions WHERE id = ?",
                 (execution_id,),
@@ -620,9 +903,10 @@ class SQLiteStore(Store):
         self, execution_id: str, after: int = 0, limit: int | None = None
     ) -> builtins.list[Event]:
         """Return the events with ``seq > after`` (see :meth:`Store.read`)."""
+        Rows = builtins.list[tuple[int, str, str, int]]
 
-        def query(conn: sqlite3.Connection) -> builtins.list[tuple[int, str, str, int]] | None:
-            rows: builtins.list[tuple[int, str, str, int]] = conn.execute(
+        def query(conn: sqlite3.Connection, after: int, limit: int | None) -> Rows | None:
+            rows: Rows = conn.execute(
                 "SELECT seq, type, data, ts_us FROM planner_events"
                 " WHERE execution_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (execution_id, after, -1 if limit is None else limit),
@@ -636,17 +920,22 @@ class SQLiteStore(Store):
                 return None
             return rows
 
-        rows = await self._run_read(query)
+        # The reader thread serves every stream of the process: it reads at most
+        # a chunk, and a worker thread reads on from there (events are only ever
+        # appended, so the two reads join without a gap).
+        chunk = _READ_CHUNK if limit is None else min(limit, _READ_CHUNK)
+        rows = await self._run_read(lambda conn: query(conn, after, chunk))
         if rows is None:
             raise ExecutionNotFoundError(execution_id)
-        return [
-            Event.model_construct(
-                execution_id=execution_id,
-                seq=seq,
-                type=type_,
-                data=json.loads(data),
-                timestamp=_when(ts),
+        if len(rows) == chunk and (limit is None or limit > chunk):
+            rest = await anyio.to_thread.run_sync(
+                self._read,
+                lambda conn: query(conn, rows[-1][0], None if limit is None else limit - chunk),
             )
+            rows.extend(rest or ())
+        loads = json.loads
+        return [
+            trusted_event(execution_id, seq, type_, loads(data), _when(ts))
             for seq, type_, data, ts in rows
         ]
 
@@ -752,7 +1041,8 @@ class SQLiteStore(Store):
             ).fetchall()
             return rows
 
-        return [_load(row) for row in await self._run_read(query)]
+        load = self._load
+        return [load(row) for row in await self._run_read(query)]
 
     async def prune(self, *, older_than: timedelta | None = None, keep: int | None = None) -> int:
         """Delete finished executions older than ``older_than`` or beyond the newest ``keep``.
