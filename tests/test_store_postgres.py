@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -490,8 +490,8 @@ async def test_a_write_whose_reply_is_lost_is_not_applied_twice(
             )
             assert [e.seq for e in appended] == [2, 3]
 
-            # A final status change: a transaction whose COMMIT reply is lost.
-            proxy.arm(b"finish-marker", b"COMMIT")
+            # A final status change: one statement too, its reply lost.
+            proxy.arm(b"finish-marker")
             done = await store.update(
                 execution.id,
                 status=ExecutionStatus.COMPLETED,
@@ -512,6 +512,107 @@ async def test_a_write_whose_reply_is_lost_is_not_applied_twice(
     ]
     committed = [r for r in caplog.records if "had committed" in r.getMessage()]
     assert len(committed) == 2
+
+
+async def test_a_restart_claim_whose_commit_reply_is_lost_is_not_applied_twice(
+    pg_schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="planner")
+    async with LostReplyProxy() as proxy:
+        url = f"postgresql://postgres@127.0.0.1:{proxy.port}/test"
+        async with PostgresStore(url, schema=pg_schema, pool_max_size=2) as store:
+            execution = make_execution()
+            await store.create(execution, [NewEvent("status", {"status": "pending"})])
+            first = await store.claim(execution.id, "owner-1", ttl=0.0)  # expires at once
+            assert first is not None and first.attempt == 1
+
+            # A restart is a transaction (lock, write, COMMIT): its COMMIT reply is lost.
+            proxy.arm(b"Restarting plan generation", b"COMMIT")
+            second = await store.claim(execution.id, "owner-2", ttl=60.0)
+            assert proxy.cuts == 1
+            assert second is not None
+            assert (second.attempt, second.lease_owner) == (2, "owner-2")
+            events = await store.read(execution.id)
+    assert [(e.seq, e.type, e.data.get("attempt")) for e in events] == [
+        (1, "status", None),
+        (2, "status", 1),
+        (3, "status", 2),
+        (4, "progress", None),
+    ]
+    assert len([r for r in caplog.records if "had committed" in r.getMessage()]) == 1
+
+
+async def test_every_kind_of_write_wakes_a_peer(pg_schema: str) -> None:
+    # Notifications go out after the commit, in batches: claim, append and update
+    # each still wake a waiter in another store (which would otherwise poll for an hour).
+    async with (
+        PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2, poll_interval=3600) as reader,
+        PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2) as writer,
+    ):
+        execution = make_execution()
+        await writer.create(execution, [NewEvent("status", {"status": "pending"})])
+        writes: list[Callable[[], Awaitable[object]]] = [
+            lambda: writer.claim(execution.id, "owner", ttl=60.0),
+            lambda: writer.append(execution.id, [NewEvent("progress", {"message": "x"})]),
+            lambda: writer.update(
+                execution.id,
+                status=ExecutionStatus.COMPLETED,
+                owner="owner",
+                events=[NewEvent("complete", {"plan": {}, "message": "done"})],
+            ),
+        ]
+        for after, write in enumerate(writes, 1):
+            woke: list[bool] = []
+
+            async def waiter(after: int = after, woke: list[bool] = woke) -> None:
+                woke.append(await reader.wait(execution.id, after, timeout=60))
+
+            with anyio.fail_after(30):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(waiter)
+                    await anyio.sleep(0.1)
+                    await write()
+            assert woke == [True]
+
+
+async def test_the_last_writes_notifications_are_sent_on_close(pg_schema: str) -> None:
+    async with PostgresStore(
+        PG_URL, schema=pg_schema, pool_max_size=2, poll_interval=3600
+    ) as reader:
+        writer = PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2)
+        await writer.setup()
+        execution = make_execution()
+        await writer.create(execution)
+        woke: list[bool] = []
+
+        async def waiter() -> None:
+            woke.append(await reader.wait(execution.id, 0, timeout=60))
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter)
+                await anyio.sleep(0.1)
+                await writer.append(execution.id, [NewEvent("progress", {"message": "x"})])
+                await writer.close()  # at once: the notification may still be queued
+        assert woke == [True]
+
+
+async def test_a_deaf_store_asks_the_database_before_waiting(pg_schema: str) -> None:
+    # A store vouches for the last seq it saw only while its listener is up.
+    async with (
+        PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2, poll_interval=3600) as deaf,
+        PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2) as writer,
+    ):
+        execution = make_execution()
+        await deaf.create(execution, [NewEvent("status", {"status": "pending"})])
+        listener = deaf._listener
+        assert listener is not None
+        listener.cancel()
+        await asyncio.wait([listener])
+        assert not deaf.listening
+        await writer.append(execution.id, [NewEvent("progress", {"message": "x"})])
+        with anyio.fail_after(30):  # polling alone would take an hour
+            assert await deaf.wait(execution.id, 1, timeout=3600)
 
 
 def _backends(app: str, query_like: str = "%") -> list[int]:
