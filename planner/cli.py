@@ -54,6 +54,7 @@ from planner.models import PlanGenerationResponse, TaskPlanRequest
 from planner.plan_diff import PlanDiff, diff
 from planner.planner import Planner
 from planner.plugins import Kind, PluginRegistry, default_registry
+from planner.render import event_line
 from planner.settings import Settings
 from planner.testing.function import FunctionStrategy
 
@@ -497,38 +498,8 @@ def _one_line(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 3] + "..."
 
 
-_TEXT_FIELDS: dict[str, tuple[str, ...]] = {
-    "status": ("status", "current_step", "error_message"),
-    "progress": ("message",),
-    "step_started": ("step_name", "step_description"),
-    "step_completed": ("step_name",),
-    "thinking": ("content",),
-    "tool_call": ("tool_name",),
-    "tool_result": ("tool_name", "status", "error"),
-    "validation_error": ("error",),
-    "error": ("error", "message"),
-}
-_DEFAULT_FIELDS = ("message", "step_name", "tool_name", "content")
-
-
 def _describe(event: Event) -> str:
-    data = event.data
-    fields = _TEXT_FIELDS.get(event.type, _DEFAULT_FIELDS)
-    parts = [str(data[f]) for f in fields if data.get(f) not in (None, "")]
-    if event.type == "validation_error":
-        parts.insert(0, f"attempt {data.get('attempt')}")
-        if data.get("retrying"):
-            parts.append("retrying")
-    progress = data.get("progress")
-    if isinstance(progress, int | float) and event.type != "complete":
-        parts.append(f"{progress:g}%")
-    duration = data.get("duration_seconds")
-    if isinstance(duration, int | float):
-        parts.append(f"{duration:.1f} s")
-    text = (": " if event.type == "error" else " - ").join(parts)
-    if not parts and data:  # a third-party event with fields of its own
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"{event.seq:>4}  {event.type:<16} {_one_line(text, 160)}"
+    return event_line(event, width=160)
 
 
 def _rich_wanted() -> bool:

@@ -14,6 +14,7 @@ only when it is already loaded (that is, inside IPython).
 from __future__ import annotations
 
 import html
+import json
 import re
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -36,6 +37,7 @@ __all__ = [
     "display",
     "display_sync",
     "event_line",
+    "event_text",
     "execution_html",
     "execution_markdown",
     "plan_html",
@@ -554,6 +556,7 @@ def diff_html(diff: PlanDiff) -> str:
 
 _EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "status": ("status", "current_step", "error_message"),
+    "progress": ("message",),
     "step_started": ("step_name", "step_description"),
     "step_completed": ("step_name",),
     "thinking": ("content",),
@@ -565,23 +568,33 @@ _EVENT_FIELDS: dict[str, tuple[str, ...]] = {
 _DEFAULT_FIELDS = ("message", "step_name", "tool_name", "content")
 
 
-def _event_text(event: Event) -> str:
+def event_text(event: Event, width: int = 120) -> str:
+    """Return what an event is about, on one line of at most ``width`` characters."""
     data = event.data
     parts = [
         _flat(data[f])
         for f in _EVENT_FIELDS.get(event.type, _DEFAULT_FIELDS)
         if data.get(f) not in (None, "")
     ]
+    if event.type == "validation_error":
+        parts.insert(0, f"attempt {data.get('attempt')}")
+        if data.get("retrying"):
+            parts.append("retrying")
     progress = data.get("progress")
     if isinstance(progress, int | float) and event.type != "complete":
         parts.append(f"{progress:g}%")
-    text = " - ".join(parts)
-    return text if len(text) <= 120 else text[:117] + "..."
+    duration = data.get("duration_seconds")
+    if isinstance(duration, int | float):
+        parts.append(f"{duration:.1f} s")
+    text = (": " if event.type == "error" else " - ").join(parts)
+    if not parts and data:  # a third-party event with fields of its own
+        text = _flat(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def event_line(event: Event) -> str:
+def event_line(event: Event, width: int = 120) -> str:
     """Return one plain line for an event: its ``seq``, type and what it is about."""
-    return f"{event.seq:>4}  {event.type:<16} {_event_text(event)}".rstrip()
+    return f"{event.seq:>4}  {event.type:<16} {event_text(event, width)}".rstrip()
 
 
 class ProgressView:
@@ -634,7 +647,7 @@ class ProgressView:
         hidden, shown = self._shown()
         rows = "".join(
             f"<tr><td>{e.seq}</td><td><code>{_h(e.type)}</code></td>"
-            f'<td style="text-align:left">{_h(_event_text(e))}</td></tr>'
+            f'<td style="text-align:left">{_h(event_text(e))}</td></tr>'
             for e in shown
         )
         more = f"<p><small>{hidden} earlier events</small></p>" if hidden else ""
