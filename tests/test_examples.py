@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from dist_support import pip_install
 
 import planner
 
@@ -24,29 +25,10 @@ PLANNER_SOURCE_ROOT = Path(planner.__file__).resolve().parent.parent
 TIMEOUT = 100.0
 
 
-def pip_install(source: Path, target: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--no-deps",
-        "--no-build-isolation",  # hatchling is installed here: no download needed
-        "--no-index",
-        "--no-cache-dir",
-        "--disable-pip-version-check",
-        "--target",
-        str(target),
-        str(source),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
-    assert result.returncode == 0, f"pip install failed:\n{result.stdout}\n{result.stderr}"
-
-
 def test_store_example_installs_registers_and_passes_the_store_contract(tmp_path: Path) -> None:
     source = EXAMPLES / "planner-store-example"
     site = tmp_path / "site"
-    pip_install(source, site)
+    pip_install(source, site, TIMEOUT)
     assert (site / "planner_jsonl_store" / "__init__.py").is_file()
     assert list(site.glob("planner_store_example-*.dist-info/entry_points.txt"))
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import pluggy
 import pytest
+from dist_support import pip_install
 from pydantic import ValidationError
 
 import planner
@@ -64,24 +65,7 @@ SUBPROCESS_TIMEOUT = 90.0
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tests/plugin_dist`` built by hatchling and installed by pip into a fresh directory."""
     target = tmp_path_factory.mktemp("plugin_site")
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--no-deps",
-        "--no-build-isolation",  # hatchling is installed here: no download needed
-        "--no-index",
-        "--no-cache-dir",
-        "--disable-pip-version-check",
-        "--target",
-        str(target),
-        str(PLUGIN_DIST),
-    ]
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False
-    )
-    assert result.returncode == 0, f"pip install failed:\n{result.stdout}\n{result.stderr}"
+    pip_install(PLUGIN_DIST, target, SUBPROCESS_TIMEOUT)
     return target
 
 
