@@ -19,6 +19,7 @@ from anyio.streams.text import TextReceiveStream
 from blockbuster import blockbuster_ctx
 
 from planner import Planner
+from planner.backends.stores import sqlite as sqlite_module
 from planner.backends.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 from planner.context import RunContext
 from planner.errors import SchemaVersionError
@@ -570,6 +571,34 @@ async def test_concurrent_writes_commit_together_and_a_failing_one_leaves_no_tra
                 (event,) = appended
                 assert by_message[f"m{i}"] == event.seq
         assert [e.type for e in await store.read(finished.id)] == ["done"]
+
+
+async def test_written_records_read_back_equal_and_the_parse_cache_stays_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store remembers the records it writes as parsed; reading them back
+    # (here, and through a second object that must parse them) gives equal
+    # executions, and the remembered records never exceed the bound.
+    monkeypatch.setattr(sqlite_module, "_PARSED_MAX", 8)
+    path = tmp_path / "cache.db"
+    async with SQLiteStore(url_of(path)) as store, SQLiteStore(url_of(path)) as peer:
+        written = []
+        for i in range(20):
+            execution = make_execution()
+            await store.create(execution)
+            written.append(
+                await store.update(
+                    execution.id,
+                    status=ExecutionStatus.RUNNING,
+                    events=progress(1, i),
+                )
+            )
+            assert len(store._parsed) <= 8
+        for updated in written:
+            assert await store.get(updated.id) == updated
+            assert await peer.get(updated.id) == updated
+            assert len(store._parsed) <= 8
+            assert len(peer._parsed) <= 8
 
 
 async def test_event_loops_in_several_threads_share_one_store(tmp_path: Path) -> None:

@@ -259,6 +259,10 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""Event data as compact JSON (one encoder for every event: ``json.dumps`` with
+options builds a new one per call)."""
+
 _PARSED_MAX = 4096
 """How many records (by their JSON text) the store keeps parsed."""
 
@@ -640,14 +644,23 @@ class SQLiteStore(Store):
         one, so a record read again unchanged (the common case: every poll of
         a running execution) costs a dictionary lookup instead of a parse.
         """
-        parsed = self._parsed
-        execution = parsed.get(row[0])
+        execution = self._parsed.get(row[0])
         if execution is None:
             execution = _parse(row)
-            if len(parsed) >= _PARSED_MAX:
-                parsed.clear()
-            parsed[row[0]] = execution
+            self._remember(row[0], execution)
         return execution
+
+    def _remember(self, record: str, execution: Execution) -> None:
+        """Keep ``execution`` as the parse of ``record`` (bounded: at most :data:`_PARSED_MAX`).
+
+        A record this process writes is remembered with the execution it was
+        dumped from, so reading it back (the common case: a caller's ``get``
+        right after an update) costs no parse either.
+        """
+        parsed = self._parsed
+        if len(parsed) >= _PARSED_MAX:
+            parsed.clear()
+        parsed[record] = execution
 
     def _row(self, conn: sqlite3.Connection, execution_id: str) -> tuple[Execution, int, bool]:
         row = conn.execute(
@@ -683,7 +696,7 @@ class SQLiteStore(Store):
                     execution_id,
                     seq,
                     type_,
-                    json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+                    _dumps(data),
                     ts,
                 )
             )
@@ -695,6 +708,7 @@ class SQLiteStore(Store):
         self, conn: sqlite3.Connection, execution: Execution, last_seq: int, closed: bool
     ) -> None:
         record = execution.model_dump_json()
+        self._remember(record, execution)
         conn.execute(
             "UPDATE planner_executions SET status = ?, organization_id = ?, idempotency_key = ?,"
             " executor = ?, strategy = ?, lease_owner = ?, lease_expires_us = ?, created_us = ?,"
@@ -751,6 +765,7 @@ class SQLiteStore(Store):
                 )
             except sqlite3.IntegrityError:
                 raise ValueError(f"an execution with id {execution.id!r} exists") from None
+            self._remember(record, execution)
             out, closed = self._insert_events(conn, execution.id, 0, events, execution.created_at)
             if out:
                 conn.execute(
