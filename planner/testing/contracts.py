@@ -640,6 +640,16 @@ class StoreContract:
     # -- faithful round trip (hypothesis) -----------------------------------------
 
     async def test_every_field_round_trips(self, store: Store) -> None:
+        await self._round_trip_property(store, None)
+
+    async def test_every_field_round_trips_through_a_second_store(
+        self, store: Store, peer_store: Store
+    ) -> None:
+        # A store may hand back the very objects it wrote; a second store object on
+        # the same database can only answer from what was really stored.
+        await self._round_trip_property(store, peer_store)
+
+    async def _round_trip_property(self, store: Store, peer: Store | None) -> None:
         try:
             from hypothesis import HealthCheck, given, settings
         except ImportError:  # pragma: no cover - hypothesis is a test extra
@@ -656,31 +666,38 @@ class StoreContract:
         )
         @given(case=cases)
         def check(case: tuple[Execution, list[NewEvent], dict[str, Any] | None]) -> None:
-            anyio.from_thread.run(_check_round_trip, store, *case)
+            anyio.from_thread.run(_check_round_trip, store, peer, *case)
 
         await anyio.to_thread.run_sync(check)
 
 
 async def _check_round_trip(
-    store: Store, execution: Execution, events: list[NewEvent], changes: dict[str, Any] | None
+    store: Store,
+    peer: Store | None,
+    execution: Execution,
+    events: list[NewEvent],
+    changes: dict[str, Any] | None,
 ) -> None:
+    readers = [store] if peer is None else [store, peer]
     created, is_new = await store.create(execution, events)
     assert is_new
     assert created == execution
-    stored = await store.get(execution.id)
-    assert stored == execution
-    assert stored.model_dump() == execution.model_dump()  # every field, nested extras too
-    if execution.plan_json is not None:
-        assert TaskPlan.model_validate(stored.plan_json) == TaskPlan.model_validate(
-            execution.plan_json
-        )
-    logged = await store.read(execution.id)
-    _assert_events(logged, execution.id, events)
+    for reader in readers:
+        stored = await reader.get(execution.id)
+        assert stored == execution
+        assert stored.model_dump() == execution.model_dump()  # every field, nested extras too
+        if execution.plan_json is not None:
+            assert TaskPlan.model_validate(stored.plan_json) == TaskPlan.model_validate(
+                execution.plan_json
+            )
+        logged = await reader.read(execution.id)
+        _assert_events(logged, execution.id, events)
     if changes is not None and not execution.terminal:
         updated = await store.update(execution.id, **changes)
-        stored = await store.get(execution.id)
-        assert stored == updated
-        assert stored.model_dump() == updated.model_dump()
+        for reader in readers:
+            stored = await reader.get(execution.id)
+            assert stored == updated
+            assert stored.model_dump() == updated.model_dump()
 
 
 def _assert_events(logged: list[Event], execution_id: str, events: list[NewEvent]) -> None:
