@@ -201,11 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Every command takes the common options and ends its help with the exit codes.
+    command = functools.partial(
+        commands.add_parser, parents=[common], formatter_class=formatter, epilog=_EPILOG
+    )
 
-    demo = commands.add_parser(
+    demo = command(
         "demo",
-        parents=[common],
-        formatter_class=formatter,
         help="plan a sample task offline (no API key needed)",
         description=_paragraphs(
             "Plan the bundled sample request (three agents, a team, two environments, three "
@@ -226,10 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_cmd_demo)
 
-    generate = commands.add_parser(
+    generate = command(
         "generate",
-        parents=[common],
-        formatter_class=formatter,
         help="generate a plan from a TaskPlanRequest (JSON)",
         description=_paragraphs(
             "Submit a TaskPlanRequest, show its progress live on stderr, and print the plan "
@@ -266,16 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.set_defaults(handler=_cmd_generate)
 
-    show = commands.add_parser(
+    show = command(
         "show",
-        parents=[common],
-        formatter_class=formatter,
         help="show an execution record as JSON",
         description=_paragraphs(
             "Print an execution record (status, timestamps, metadata, plan_json, error) as JSON.",
             f"Note: {_MEMORY_NOTE}.",
         ),
-        epilog=_EPILOG,
     )
     show.add_argument("id", metavar="ID", help="the execution id")
     show.add_argument("--events", action="store_true", help="include the event log")
@@ -291,17 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.set_defaults(handler=_cmd_show)
 
-    listing = commands.add_parser(
+    listing = command(
         "list",
-        parents=[common],
-        formatter_class=formatter,
         help="list executions, newest first",
         description=_paragraphs(
             "List executions, newest first: id, status, created (UTC), strategy, and the "
             "plan's title (or the task).",
             f"Note: {_MEMORY_NOTE}.",
         ),
-        epilog=_EPILOG,
     )
     listing.add_argument(
         "--status", choices=[s.value for s in ExecutionStatus], help="only this status"
@@ -315,22 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.set_defaults(handler=_cmd_list)
 
-    plugins = commands.add_parser(
+    plugins = command(
         "plugins",
-        parents=[common],
-        formatter_class=formatter,
         help="list the installed stores, executors and strategies",
         description="List the registered stores, executors and strategies, with the "
         "strategies bound by --strategy.",
-        epilog=_EPILOG,
     )
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.set_defaults(handler=_cmd_plugins)
 
-    serve = commands.add_parser(
+    serve = command(
         "serve",
-        parents=[common],
-        formatter_class=formatter,
         help="serve the HTTP API (needs planner[http])",
         description=_paragraphs(
             "Serve the seed's HTTP API (POST /api/v1/plans/generate, resumable event streams, "
@@ -362,10 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_cmd_serve)
 
-    worker = commands.add_parser(
+    worker = command(
         "worker",
-        parents=[common],
-        formatter_class=formatter,
         help="run plan generations from a Temporal task queue (needs planner[temporal])",
         description=_paragraphs(
             "Poll a Temporal task queue and run the plan generations that API processes "
