@@ -229,6 +229,35 @@ async def test_concurrent_first_starts_migrate_once(pg_schema: str) -> None:
 # -- streaming ----------------------------------------------------------------------
 
 
+async def wakes(
+    reader: PostgresStore,
+    execution_id: str,
+    write: Callable[[], Awaitable[object]],
+    after: int = 0,
+) -> bool:
+    """Whether a ``reader.wait`` started before ``write()`` reports a new event.
+
+    The wait may take 60 s; a 30 s guard fails the test long before a reader that
+    only polls hourly would have answered.
+    """
+    woke: list[bool] = []
+
+    async def waiter() -> None:
+        woke.append(await reader.wait(execution_id, after, timeout=60))
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.sleep(0.1)
+            await write()
+    return woke == [True]
+
+
+def progress(store: PostgresStore, execution_id: str) -> Callable[[], Awaitable[object]]:
+    """A write that appends one progress event through ``store``."""
+    return lambda: store.append(execution_id, [NewEvent("progress", {"message": "x"})])
+
+
 async def test_a_missed_notification_does_not_stall_a_wait(pg_schema: str) -> None:
     async with (
         PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2, poll_interval=0.05) as deaf,
@@ -242,16 +271,7 @@ async def test_a_missed_notification_does_not_stall_a_wait(pg_schema: str) -> No
         assert not deaf.listening
         execution = make_execution()
         await writer.create(execution)
-        woke: list[bool] = []
-
-        async def waiter() -> None:
-            woke.append(await deaf.wait(execution.id, 0, timeout=60))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(waiter)
-            await anyio.sleep(0.1)
-            await writer.append(execution.id, [NewEvent("progress", {"message": "x"})])
-        assert woke == [True]
+        assert await wakes(deaf, execution.id, progress(writer, execution.id))
 
 
 async def test_wait_wakes_on_another_stores_append(pg_schema: str) -> None:
@@ -261,17 +281,8 @@ async def test_wait_wakes_on_another_stores_append(pg_schema: str) -> None:
     ):
         execution = make_execution()
         await writer.create(execution)
-        woke: list[bool] = []
-
-        async def waiter() -> None:
-            woke.append(await reader.wait(execution.id, 0, timeout=60))
-
-        with anyio.fail_after(30):  # a guard: without NOTIFY this would wait an hour
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(waiter)
-                await anyio.sleep(0.1)
-                await writer.append(execution.id, [NewEvent("progress", {"message": "x"})])
-        assert woke == [True]
+        # Without NOTIFY this reader would poll only after an hour.
+        assert await wakes(reader, execution.id, progress(writer, execution.id))
 
 
 async def test_wait_on_an_unknown_execution_raises_not_found(pg_store: PostgresStore) -> None:
@@ -562,17 +573,7 @@ async def test_every_kind_of_write_wakes_a_peer(pg_schema: str) -> None:
             ),
         ]
         for after, write in enumerate(writes, 1):
-            woke: list[bool] = []
-
-            async def waiter(after: int = after, woke: list[bool] = woke) -> None:
-                woke.append(await reader.wait(execution.id, after, timeout=60))
-
-            with anyio.fail_after(30):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(waiter)
-                    await anyio.sleep(0.1)
-                    await write()
-            assert woke == [True]
+            assert await wakes(reader, execution.id, write, after)
 
 
 async def test_the_last_writes_notifications_are_sent_on_close(pg_schema: str) -> None:
@@ -583,18 +584,12 @@ async def test_the_last_writes_notifications_are_sent_on_close(pg_schema: str) -
         await writer.setup()
         execution = make_execution()
         await writer.create(execution)
-        woke: list[bool] = []
 
-        async def waiter() -> None:
-            woke.append(await reader.wait(execution.id, 0, timeout=60))
+        async def append_and_close() -> None:
+            await writer.append(execution.id, [NewEvent("progress", {"message": "x"})])
+            await writer.close()  # at once: the notification may still be queued
 
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(waiter)
-                await anyio.sleep(0.1)
-                await writer.append(execution.id, [NewEvent("progress", {"message": "x"})])
-                await writer.close()  # at once: the notification may still be queued
-        assert woke == [True]
+        assert await wakes(reader, execution.id, append_and_close)
 
 
 async def test_a_deaf_store_asks_the_database_before_waiting(pg_schema: str) -> None:
@@ -653,17 +648,8 @@ async def test_the_listener_reconnects_and_wakes_streams_again(pg_schema: str) -
         assert reader.listening
         execution = make_execution()
         await writer.create(execution)
-        woke: list[bool] = []
-
-        async def waiter() -> None:
-            woke.append(await reader.wait(execution.id, 0, timeout=60))
-
-        with anyio.fail_after(30):  # a guard: polling alone would take an hour
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(waiter)
-                await anyio.sleep(0.1)
-                await writer.append(execution.id, [NewEvent("progress", {"message": "x"})])
-        assert woke == [True]
+        # Polling alone would take an hour: the reconnected listener must wake it.
+        assert await wakes(reader, execution.id, progress(writer, execution.id))
 
 
 async def test_long_schema_and_prefix_names_work(pg_schema: str) -> None:
@@ -673,16 +659,7 @@ async def test_long_schema_and_prefix_names_work(pg_schema: str) -> None:
             assert len(store.channel) <= 63
             execution = make_execution()
             await store.create(execution)
-            woke: list[bool] = []
-
-            async def waiter() -> None:
-                woke.append(await store.wait(execution.id, 0, timeout=60))
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(waiter)
-                await anyio.sleep(0.05)
-                await store.append(execution.id, [NewEvent("progress", {"message": "x"})])
-            assert woke == [True]
+            assert await wakes(store, execution.id, progress(store, execution.id))
     finally:
         await anyio.to_thread.run_sync(drop_schema, schema)
 
