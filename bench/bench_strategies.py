@@ -66,7 +66,7 @@ from planner.testing.fake_anthropic import (
     text,
     tool_use,
 )
-from planner.testing.samples import sample_plan, sample_request
+from planner.testing.samples import sample_analysis, sample_plan, sample_request
 
 API_KEY = "bench-key"
 
@@ -76,25 +76,7 @@ API_KEY = "bench-key"
 
 def analysis_for(request: TaskPlanRequest) -> dict[str, Any]:
     """A valid step-1 answer of the agno pipeline for the sample request."""
-    return {
-        "task_summary": request.description,
-        "required_capabilities": ["postgresql", "credentials"],
-        "task_type": "operations",
-        "complexity_estimate": "moderate",
-        "story_points_estimate": 3,
-        "needs_multi_agent": False,
-        "reasoning": "One database, one rotation, a rollback path.",
-        "selected_entity_type": "agent",
-        "selected_entity_id": "agent-dba",
-        "selected_entity_name": "Database Administrator",
-        "selection_reasoning": "Has the postgresql and credentials capabilities.",
-        "selected_environment_id": "env-prod",
-        "selected_environment_name": "production",
-        "selected_worker_queue_id": "queue-prod-b",
-        "selected_worker_queue_name": "prod-b",
-        "estimated_cost_usd": 0.3,
-        "estimated_time_hours": 0.75,
-    }
+    return sample_analysis(task_summary=request.description)
 
 
 def agno_model(request: TaskPlanRequest) -> Callable[[RecordedRequest], FakeReply]:

@@ -29,33 +29,9 @@ from planner.testing.fake_anthropic import (
     thinking,
     tool_use,
 )
-from planner.testing.samples import sample_plan, sample_request
+from planner.testing.samples import sample_analysis, sample_plan, sample_request
 
 SONNET, HAIKU = default_models()
-
-
-def analysis(**changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "task_summary": "Rotate the production database credentials",
-        "required_capabilities": ["postgresql", "credentials"],
-        "task_type": "operations",
-        "complexity_estimate": "moderate",
-        "story_points_estimate": 3,
-        "needs_multi_agent": False,
-        "reasoning": "One database, one rotation, a rollback path.",
-        "selected_entity_type": "agent",
-        "selected_entity_id": "agent-dba",
-        "selected_entity_name": "Database Administrator",
-        "selection_reasoning": "Has the postgresql and credentials capabilities.",
-        "selected_environment_id": "env-prod",
-        "selected_environment_name": "production",
-        "selected_worker_queue_id": "queue-prod-b",
-        "selected_worker_queue_name": "prod-b",
-        "estimated_cost_usd": 0.3,
-        "estimated_time_hours": 0.75,
-    }
-    data.update(changes)
-    return data
 
 
 def plan_json(request: TaskPlanRequest, **changes: Any) -> dict[str, Any]:
@@ -73,7 +49,9 @@ def two_step_script(request: TaskPlanRequest) -> list[Any]:
             ],
             usage=Usage(input_tokens=1200, output_tokens=40),
         ),
-        FakeReply([json_reply(analysis())], usage=Usage(input_tokens=1500, output_tokens=300)),
+        FakeReply(
+            [json_reply(sample_analysis())], usage=Usage(input_tokens=1500, output_tokens=300)
+        ),
         FakeReply(
             [json_reply(plan_json(request))],
             usage=Usage(
@@ -357,8 +335,8 @@ async def test_an_analysis_with_unknown_ids_is_asked_again(
 ) -> None:
     request = sample_request(planning_strategy="agno")
     fake_anthropic.add(
-        json_reply(analysis(selected_entity_id="agent-nobody")),
-        json_reply(analysis()),
+        json_reply(sample_analysis(selected_entity_id="agent-nobody")),
+        json_reply(sample_analysis()),
         json_reply(plan_json(request)),
     )
 
@@ -411,7 +389,7 @@ async def test_without_a_valid_analysis_the_plan_is_made_from_the_request(
     request = sample_request(planning_strategy="agno")
     fake_anthropic.add(
         "I cannot decide.",
-        json_reply(analysis(selected_environment_id="env-moon")),
+        json_reply(sample_analysis(selected_environment_id="env-moon")),
         json_reply(plan_json(request)),
     )
 

@@ -17,6 +17,6 @@ adds the fixtures ``planner_request``, ``memory_planner`` and ``fake_anthropic``
 from __future__ import annotations
 
 from planner.testing.function import FunctionStrategy, PlanFunction
-from planner.testing.samples import sample_plan, sample_request
+from planner.testing.samples import sample_analysis, sample_plan, sample_request
 
-__all__ = ["FunctionStrategy", "PlanFunction", "sample_plan", "sample_request"]
+__all__ = ["FunctionStrategy", "PlanFunction", "sample_analysis", "sample_plan", "sample_request"]

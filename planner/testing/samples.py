@@ -13,7 +13,7 @@ from planner.models import (
 )
 from planner.plan import TaskPlan
 
-__all__ = ["sample_plan", "sample_request"]
+__all__ = ["sample_analysis", "sample_plan", "sample_request"]
 
 
 def sample_request(
@@ -166,3 +166,34 @@ def sample_plan(request: TaskPlanRequest, *, tasks: int = 3, title: str | None =
             "selected_agent_model_id": agent.model_id,
         }
     )
+
+
+def sample_analysis(**changes: Any) -> dict[str, Any]:
+    """Return a valid step-1 answer of the ``agno`` pipeline for :func:`sample_request`.
+
+    The analysis and resource selection (``AnalysisAndSelectionOutput`` of the
+    reference) picks the DBA agent, the production environment and its queue with
+    the most active workers; ``changes`` override fields (e.g. an unknown
+    ``selected_entity_id`` to exercise the repair loop).
+    """
+    data: dict[str, Any] = {
+        "task_summary": "Rotate the production database credentials",
+        "required_capabilities": ["postgresql", "credentials"],
+        "task_type": "operations",
+        "complexity_estimate": "moderate",
+        "story_points_estimate": 3,
+        "needs_multi_agent": False,
+        "reasoning": "One database, one rotation, a rollback path.",
+        "selected_entity_type": "agent",
+        "selected_entity_id": "agent-dba",
+        "selected_entity_name": "Database Administrator",
+        "selection_reasoning": "Has the postgresql and credentials capabilities.",
+        "selected_environment_id": "env-prod",
+        "selected_environment_name": "production",
+        "selected_worker_queue_id": "queue-prod-b",
+        "selected_worker_queue_name": "prod-b",
+        "estimated_cost_usd": 0.3,
+        "estimated_time_hours": 0.75,
+    }
+    data.update(changes)
+    return data
