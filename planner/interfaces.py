@@ -39,7 +39,8 @@ class Store(ABC):
     """Execution records and their append-only event logs.
 
     Subclasses implement the abstract methods; :meth:`wait` has a polling
-    default that stores with a wake-up mechanism override.  Every method that
+    default that stores with a wake-up mechanism override, and
+    :meth:`wait_terminal` one built on :meth:`wait`.  Every method that
     changes a record does so atomically with the events it appends.  Stores
     are async context managers: ``async with store:`` runs :meth:`setup` and
     :meth:`close`.
@@ -172,6 +173,39 @@ class Store(ABC):
                     return True
                 await anyio.sleep(self.poll_interval)
         return bool(await self.read(execution_id, after, limit=1))
+
+    async def wait_terminal(self, execution_id: str, timeout: float) -> Execution:
+        """Wait until the execution is final (completed, failed, cancelled), at most ``timeout`` s.
+
+        The default follows the event log with :meth:`read` and :meth:`wait`:
+        a final status commits together with its ``done`` event, so the record
+        is read again only once ``done`` is in the log (or a quiet wait timed
+        out, in case a store's log and record ever disagree).  A store that can
+        tell a final change from other writes overrides it, so that the waiter
+        is woken once rather than for every event (see the memory store).
+
+        Returns:
+            The record at the end: final, unless ``timeout`` passed first.
+
+        Raises:
+            ExecutionNotFoundError: no such execution.
+        """
+        deadline = anyio.current_time() + timeout
+        execution = await self.get(execution_id)
+        cursor = 0
+        while not execution.terminal:
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                break
+            events = await self.read(execution_id, cursor)
+            if events:
+                cursor = events[-1].seq
+                if events[-1].type == "done":
+                    execution = await self.get(execution_id)
+                    continue
+            if not await self.wait(execution_id, cursor, min(remaining, 15.0)):
+                execution = await self.get(execution_id)
+        return execution
 
     @abstractmethod
     async def claim(self, execution_id: str, owner: str, ttl: float) -> Execution | None:

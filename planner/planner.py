@@ -419,20 +419,9 @@ class Planner:
         raise TimeoutError
 
     async def _until_terminal(self, execution_id: str) -> Execution:
-        execution = await self.store.get(execution_id)
-        cursor = 0
+        execution = await self.store.wait_terminal(execution_id, 3600.0)
         while not execution.terminal:
-            # The final status and ``done`` commit together, so the record is read
-            # again only once ``done`` is in the log (or a quiet wait timed out, in
-            # case a store's log and record ever disagree): one read per wake-up.
-            events = await self.store.read(execution_id, cursor)
-            if events:
-                cursor = events[-1].seq
-                if events[-1].type == "done":
-                    execution = await self.store.get(execution_id)
-                    continue
-            if not await self.store.wait(execution_id, cursor, 15.0):
-                execution = await self.store.get(execution_id)
+            execution = await self.store.wait_terminal(execution_id, 3600.0)
         return execution
 
     @staticmethod

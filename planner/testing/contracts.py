@@ -313,6 +313,41 @@ class StoreContract:
         with anyio.fail_after(10):
             assert not await store.wait(execution.id, 1, timeout=0.1)
 
+    async def test_wait_terminal_returns_the_final_record(self, store: Store) -> None:
+        execution = make_execution()
+        await store.create(execution)
+        await store.update(execution.id, status=ExecutionStatus.RUNNING)
+        result: list[Execution] = []
+
+        async def waiter() -> None:
+            result.append(await store.wait_terminal(execution.id, timeout=30))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter)
+                await anyio.sleep(0.05)
+                for i in range(3):  # events that are not the end do not end the wait
+                    await store.append(execution.id, [_progress(f"step {i}")])
+                    await anyio.sleep(0.01)
+                assert not result
+                await store.update(execution.id, status=ExecutionStatus.FAILED, events=[_DONE])
+        assert [r.status for r in result] == [ExecutionStatus.FAILED]
+        with anyio.fail_after(5):  # already final: at once
+            final = await store.wait_terminal(execution.id, timeout=30)
+        assert final.status is ExecutionStatus.FAILED
+
+    async def test_wait_terminal_times_out_with_the_current_record(self, store: Store) -> None:
+        execution = make_execution()
+        await store.create(execution, [_progress("old")])
+        await store.update(execution.id, status=ExecutionStatus.RUNNING)
+        with anyio.fail_after(10):
+            record = await store.wait_terminal(execution.id, timeout=0.1)
+        assert record.status is ExecutionStatus.RUNNING
+
+    async def test_wait_terminal_unknown_raises_not_found(self, store: Store) -> None:
+        with pytest.raises(ExecutionNotFoundError):
+            await store.wait_terminal(str(uuid.uuid4()), timeout=0.1)
+
     # -- leases ------------------------------------------------------------------
 
     async def test_claim_starts_an_attempt(self, store: Store) -> None:
@@ -601,6 +636,25 @@ class StoreContract:
                 await anyio.sleep(0.05)
                 await store.append(execution.id, [_progress("wake up")])
         assert woke == [True]
+
+    async def test_a_peer_wait_terminal_sees_the_others_final_update(
+        self, store: Store, peer_store: Store
+    ) -> None:
+        execution = make_execution()
+        await store.create(execution)
+        await store.update(execution.id, status=ExecutionStatus.RUNNING)
+        result: list[Execution] = []
+
+        async def waiter() -> None:
+            result.append(await peer_store.wait_terminal(execution.id, timeout=30))
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(waiter)
+                await anyio.sleep(0.05)
+                await store.append(execution.id, [_progress("not yet")])
+                await store.update(execution.id, status=ExecutionStatus.CANCELLED, events=[_DONE])
+        assert [r.status for r in result] == [ExecutionStatus.CANCELLED]
 
     async def test_peers_append_gap_free(self, store: Store, peer_store: Store) -> None:
         execution = make_execution()

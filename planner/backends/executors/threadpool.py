@@ -136,6 +136,10 @@ class _LoopStore(Store):
         """Forward to the store's :meth:`~planner.interfaces.Store.wait`."""
         return await self._call(lambda: self._store.wait(execution_id, after, timeout))
 
+    async def wait_terminal(self, execution_id: str, timeout: float) -> Execution:
+        """Forward to the store's :meth:`~planner.interfaces.Store.wait_terminal`."""
+        return await self._call(lambda: self._store.wait_terminal(execution_id, timeout))
+
     async def claim(self, execution_id: str, owner: str, ttl: float) -> Execution | None:
         """Forward to the store's :meth:`~planner.interfaces.Store.claim`."""
         return await self._call(lambda: self._store.claim(execution_id, owner, ttl))

@@ -65,7 +65,8 @@ class MemoryStore(Store):
         self._entries: dict[str, _Entry] = {}
         self._order: list[str] = []  # creation order
         self._keys: dict[tuple[str | None, str], str] = {}
-        self._notifier = Notifier()
+        self._notifier = Notifier()  # appends, by execution id
+        self._finals = Notifier()  # records becoming final, by execution id
 
     def _entry(self, execution_id: str) -> _Entry:
         try:
@@ -177,6 +178,8 @@ class MemoryStore(Store):
             updated = entry.execution
         if events:
             self._notifier.notify(execution_id)
+        if updated.terminal and not current.terminal:
+            self._finals.notify(execution_id)
         return updated
 
     async def append(self, execution_id: str, events: Sequence[NewEvent]) -> builtins.list[Event]:
@@ -210,6 +213,20 @@ class MemoryStore(Store):
             return entry is None or entry.count > after
 
         return await self._notifier.wait(execution_id, ready, timeout)
+
+    async def wait_terminal(self, execution_id: str, timeout: float) -> Execution:
+        """Wait until the record is final, woken once by the final update (not per event)."""
+        with self._lock:
+            if self._entry(execution_id).execution.terminal:
+                return self._entries[execution_id].execution
+        entries = self._entries
+
+        def ready() -> bool:
+            entry = entries.get(execution_id)
+            return entry is None or entry.execution.terminal
+
+        await self._finals.wait(execution_id, ready, timeout)
+        return await self.get(execution_id)
 
     async def claim(self, execution_id: str, owner: str, ttl: float) -> Execution | None:
         """Take the lease and start an attempt (see :meth:`Store.claim`)."""
