@@ -239,6 +239,15 @@ async def bench_bare(address: str, n: int, concurrency: int) -> dict[str, float]
     return report("temporalio (bare)", latency, n, seconds)
 
 
+NAMES = {
+    "inprocess": "inprocess",
+    "threadpool": "threadpool",
+    "bare": "bare thread",
+    "temporal": "temporal executor",
+    "temporalio": "bare temporalio",
+}
+
+
 async def main(args: argparse.Namespace) -> None:
     print(f"{'executor':<22} {'median ms':>9} {'p95 ms':>9} {'executions/s':>12}")
     print(f"{'':<22} {'(c=1)':>9} {'(c=1)':>9} {f'(c={args.concurrency})':>12}")
@@ -295,21 +304,16 @@ async def main(args: argparse.Namespace) -> None:
             if name in rows:
                 print(f"{name} median over {args.rounds} rounds: {rows[name]['median_ms']:.3f} ms")
 
-    def ratio(a: str, b: str) -> float:
-        return rows[a]["median_ms"] / rows[b]["median_ms"]
-
-    if "inprocess" in rows and "threadpool" in rows:
-        print(f"threadpool / inprocess latency: {ratio('threadpool', 'inprocess'):.2f}x"
-              " (target <= 1.5x)")  # fmt: skip
-    if "inprocess" in rows and "bare" in rows:
-        print(f"bare thread / inprocess latency: {ratio('bare', 'inprocess'):.2f}x"
-              " (the cost of another thread alone)")  # fmt: skip
-    if "threadpool" in rows and "bare" in rows:
-        print(f"threadpool / bare thread latency: {ratio('threadpool', 'bare'):.2f}x"
-              " (the thread pool's own cost)")  # fmt: skip
-    if "temporal" in rows and "temporalio" in rows:
-        print(f"temporal executor / bare temporalio latency: {ratio('temporal', 'temporalio'):.2f}x"
-              " (target <= 1.2x)")  # fmt: skip
+    ratios = [  # (numerator, denominator, what it says)
+        ("threadpool", "inprocess", "target <= 1.5x"),
+        ("bare", "inprocess", "the cost of another thread alone"),
+        ("threadpool", "bare", "the thread pool's own cost"),
+        ("temporal", "temporalio", "target <= 1.2x"),
+    ]
+    for a, b, note in ratios:
+        if a in rows and b in rows:
+            ratio = rows[a]["median_ms"] / rows[b]["median_ms"]
+            print(f"{NAMES[a]} / {NAMES[b]} latency: {ratio:.2f}x ({note})")
 
 
 if __name__ == "__main__":

@@ -314,24 +314,7 @@ class StoreContract:
             assert not await store.wait(execution.id, 1, timeout=0.1)
 
     async def test_wait_terminal_returns_the_final_record(self, store: Store) -> None:
-        execution = make_execution()
-        await store.create(execution)
-        await store.update(execution.id, status=ExecutionStatus.RUNNING)
-        result: list[Execution] = []
-
-        async def waiter() -> None:
-            result.append(await store.wait_terminal(execution.id, timeout=30))
-
-        with anyio.fail_after(20):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(waiter)
-                await anyio.sleep(0.05)
-                for i in range(3):  # events that are not the end do not end the wait
-                    await store.append(execution.id, [_progress(f"step {i}")])
-                    await anyio.sleep(0.01)
-                assert not result
-                await store.update(execution.id, status=ExecutionStatus.FAILED, events=[_DONE])
-        assert [r.status for r in result] == [ExecutionStatus.FAILED]
+        execution = await _finish_while_waiting(store, store, ExecutionStatus.FAILED)
         with anyio.fail_after(5):  # already final: at once
             final = await store.wait_terminal(execution.id, timeout=30)
         assert final.status is ExecutionStatus.FAILED
@@ -640,21 +623,7 @@ class StoreContract:
     async def test_a_peer_wait_terminal_sees_the_others_final_update(
         self, store: Store, peer_store: Store
     ) -> None:
-        execution = make_execution()
-        await store.create(execution)
-        await store.update(execution.id, status=ExecutionStatus.RUNNING)
-        result: list[Execution] = []
-
-        async def waiter() -> None:
-            result.append(await peer_store.wait_terminal(execution.id, timeout=30))
-
-        with anyio.fail_after(20):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(waiter)
-                await anyio.sleep(0.05)
-                await store.append(execution.id, [_progress("not yet")])
-                await store.update(execution.id, status=ExecutionStatus.CANCELLED, events=[_DONE])
-        assert [r.status for r in result] == [ExecutionStatus.CANCELLED]
+        await _finish_while_waiting(store, peer_store, ExecutionStatus.CANCELLED)
 
     async def test_peers_append_gap_free(self, store: Store, peer_store: Store) -> None:
         execution = make_execution()
@@ -752,6 +721,29 @@ async def _check_round_trip(
             stored = await reader.get(execution.id)
             assert stored == updated
             assert stored.model_dump() == updated.model_dump()
+
+
+async def _finish_while_waiting(writer: Store, waiting: Store, final: ExecutionStatus) -> Execution:
+    """Finish a running execution through ``writer`` while ``waiting.wait_terminal`` waits."""
+    execution = make_execution()
+    await writer.create(execution)
+    await writer.update(execution.id, status=ExecutionStatus.RUNNING)
+    result: list[Execution] = []
+
+    async def waiter() -> None:
+        result.append(await waiting.wait_terminal(execution.id, timeout=30))
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.sleep(0.05)
+            for i in range(3):  # events that are not the end do not end the wait
+                await writer.append(execution.id, [_progress(f"step {i}")])
+                await anyio.sleep(0.01)
+            assert not result
+            await writer.update(execution.id, status=final, events=[_DONE])
+    assert [r.status for r in result] == [final]
+    return execution
 
 
 def _assert_events(logged: list[Event], execution_id: str, events: list[NewEvent]) -> None:
