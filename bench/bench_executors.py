@@ -187,11 +187,31 @@ def report(name: str, latency: list[float], throughput_n: int, seconds: float) -
         "p95_ms": ordered[int(len(ordered) * 0.95) - 1] * 1000,
         "per_s": throughput_n / seconds,
     }
-    print(
-        f"{name:<22} {row['median_ms']:>9.2f} {row['p95_ms']:>9.2f} {row['per_s']:>12.0f}",
-        flush=True,
-    )
+    per_s = f"{row['per_s']:>12.0f}" if seconds == seconds else f"{'-':>12}"  # nan: not measured
+    print(f"{name:<22} {row['median_ms']:>9.2f} {row['p95_ms']:>9.2f} {per_s}", flush=True)
     return row
+
+
+async def bench_hop(n: int) -> dict[str, float]:
+    """An empty round trip to a thread's event loop and back: no run, no store, no plan."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    home = asyncio.get_running_loop()
+
+    async def one() -> None:
+        done = home.create_future()
+        loop.call_soon_threadsafe(home.call_soon_threadsafe, done.set_result, None)
+        await done
+
+    try:
+        await measure(one, min(n, 20), 1)
+        latency = await measure(one, n, 1)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        await anyio.to_thread.run_sync(thread.join)
+        loop.close()
+    return report("empty thread hop", latency, n, float("nan"))
 
 
 async def bench_planner(
@@ -243,6 +263,7 @@ NAMES = {
     "inprocess": "inprocess",
     "threadpool": "threadpool",
     "bare": "bare thread",
+    "hop": "empty thread hop",
     "temporal": "temporal executor",
     "temporalio": "bare temporalio",
 }
@@ -256,7 +277,12 @@ async def main(args: argparse.Namespace) -> None:
     if args.cpus:
         os.sched_setaffinity(0, args.cpus)
         print(f"(pinned to CPUs {sorted(os.sched_getaffinity(0))})")
-    local: dict[str, list[dict[str, float]]] = {"inprocess": [], "threadpool": [], "bare": []}
+    local: dict[str, list[dict[str, float]]] = {
+        "inprocess": [],
+        "threadpool": [],
+        "bare": [],
+        "hop": [],
+    }
     for _ in range(args.rounds):  # interleaved, so all see the same machine load
         if "inprocess" in only:
             local["inprocess"].append(
@@ -277,6 +303,7 @@ async def main(args: argparse.Namespace) -> None:
             local["bare"].append(
                 await bench_planner("bare thread", BareThread, args.n, args.concurrency)
             )
+            local["hop"].append(await bench_hop(args.n))
     if "temporal" in only:
         local["temporal"], local["temporalio"] = [], []
         with dev_server() as address:
@@ -314,6 +341,11 @@ async def main(args: argparse.Namespace) -> None:
         if a in rows and b in rows:
             ratio = rows[a]["median_ms"] / rows[b]["median_ms"]
             print(f"{NAMES[a]} / {NAMES[b]} latency: {ratio:.2f}x ({note})")
+    if "hop" in rows and "inprocess" in rows:
+        floor = rows["inprocess"]["median_ms"] + rows["hop"]["median_ms"]
+        print(f"inprocess + empty thread hop: {floor:.3f} ms = "
+              f"{floor / rows['inprocess']['median_ms']:.2f}x inprocess"
+              " (the least any run on another thread can take)")  # fmt: skip
 
 
 if __name__ == "__main__":
