@@ -478,6 +478,14 @@ async def throwaway_database(server_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (False, not an error, when its package is missing)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a submodule of a package that is not installed
+        return False
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure every system round after round, then the latencies; print the tables."""
     request = sample_request(planning_strategy=STRATEGY)
@@ -490,9 +498,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return tmp / f"{stem}-{next(counter)}.db"
 
     want_pg = not args.no_postgres
-    have_lg_sqlite = importlib.util.find_spec("langgraph.checkpoint.sqlite") is not None
-    have_lg_pg = importlib.util.find_spec("langgraph.checkpoint.postgres") is not None
-    have_dbos = importlib.util.find_spec("dbos") is not None
+    have_lg_sqlite = _installed("langgraph.checkpoint.sqlite")
+    have_lg_pg = _installed("langgraph.checkpoint.postgres")
+    have_dbos = _installed("dbos")
     print(
         f"python {platform.python_version()}, {os.cpu_count()} CPUs,"
         f" sqlite {sqlite3.sqlite_version}, langgraph {_version('langgraph')},"

@@ -344,6 +344,12 @@ async def consume(execution_id, after, stop_after):
             if event.seq == stop_after:
                 break
 
+async def wait(execution_id):
+    async with Planner(store=url, executor_options={"recover": False}) as planner:
+        say(ready=True)
+        execution = await planner.store.wait_terminal(execution_id, timeout=60)
+        say(status=execution.status.value)
+
 async def crash():
     async with Planner(
         store=url, strategies={"fn": FunctionStrategy(stuck)}, lease_ttl=1.0
@@ -356,6 +362,8 @@ if mode == "generate":
     anyio.run(generate, int(sys.argv[3]), sys.argv[4])
 elif mode == "consume":
     anyio.run(consume, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+elif mode == "wait":
+    anyio.run(wait, sys.argv[3])
 else:
     anyio.run(crash)
 """
@@ -468,6 +476,32 @@ async def test_a_consumer_in_another_process_resumes_after_a_seq(tmp_path: Path)
         logged = await store.read(execution.id)
     assert [e["seq"] for e in second] == list(range(4, 11))
     assert first + second == [{"seq": e.seq, "type": e.type, "data": e.data} for e in logged]
+
+
+async def test_a_waiter_in_another_process_sees_the_final_update(tmp_path: Path) -> None:
+    # Other processes' writes reach a wait_terminal by its poll of the record.
+    url = url_of(tmp_path / "final.db", "poll_interval=0.05")
+    async with SQLiteStore(url) as store:
+        execution = make_execution(executor="elsewhere")
+        await store.create(execution, [NewEvent("status", {"status": "pending"})])
+        child = await start_child(tmp_path / "wait.log", "wait", url, execution.id)
+        try:
+            with anyio.fail_after(PROCESS_TIMEOUT):
+                reader = lines(child)
+                assert await reader.__anext__() == {"ready": True}
+                await store.append(execution.id, [NewEvent("progress", {"message": "not yet"})])
+                await anyio.sleep(0.2)  # several polls see a record that is not final
+                await store.update(
+                    execution.id,
+                    status=ExecutionStatus.CANCELLED,
+                    events=[NewEvent("done", {"message": "bye"})],
+                )
+                assert await reader.__anext__() == {"status": "cancelled"}
+                assert await child.wait() == 0
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
 
 
 async def test_a_killed_process_is_recovered_as_a_new_attempt(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ import weakref
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
 import anyio.to_thread
@@ -113,16 +113,26 @@ _APPEND = (
 _RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 """``UPDATE ... RETURNING`` is available (SQLite 3.35 and later)."""
 
+
 # Store objects on the same file in one process share their wake-ups: a write
 # through one wakes the streams waiting on another without a poll.
+class _Wakeups(NamedTuple):
+    """The wake-ups of one file in this process, shared by its store objects."""
+
+    appends: Notifier  # by execution id, on every write with events
+    seen: dict[str, int]  # the last seq written here, per execution
+    finals: Notifier  # by execution id, when a write here makes the record final
+    finished: set[str]  # the executions made final here
+
+
 _SHARED_LOCK = threading.Lock()
-_SHARED: dict[str, tuple[Notifier, dict[str, int]]] = {}
+_SHARED: dict[str, _Wakeups] = {}
 
 
-def _shared(path: Path) -> tuple[Notifier, dict[str, int]]:
+def _shared(path: Path) -> _Wakeups:
     key = os.path.realpath(path)
     with _SHARED_LOCK:
-        return _SHARED.setdefault(key, (Notifier(), {}))
+        return _SHARED.setdefault(key, _Wakeups(Notifier(), {}, Notifier(), set()))
 
 
 def _us(moment: datetime) -> int:
@@ -372,6 +382,8 @@ class SQLiteStore(Store):
         # last seq written per execution here (waiters check it without a query).
         self._notifier = Notifier()
         self._seen: dict[str, int] = {}
+        self._finals = Notifier()
+        self._finished: set[str] = set()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
@@ -563,7 +575,7 @@ class SQLiteStore(Store):
         self._closed = False
         self._stopping = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._notifier, self._seen = _shared(self.path)
+        self._notifier, self._seen, self._finals, self._finished = _shared(self.path)
         with self._write_lock:
             if self._writer is None:
                 self._writer = self._connect()
@@ -875,6 +887,11 @@ class SQLiteStore(Store):
         if events:
             self._saw(execution_id, last)
             self._notifier.notify(execution_id)
+        if status is not None and updated.terminal:  # a transition: it was not final before
+            if len(self._finished) > 100_000:  # bounded; a forgotten id only costs a poll
+                self._finished.clear()
+            self._finished.add(execution_id)
+            self._finals.notify(execution_id)
         return updated
 
     async def append(self, execution_id: str, events: Sequence[NewEvent]) -> builtins.list[Event]:
@@ -997,6 +1014,29 @@ class SQLiteStore(Store):
             ):
                 return True
 
+    async def wait_terminal(self, execution_id: str, timeout: float) -> Execution:
+        """Wait until the record is final, at most ``timeout`` seconds.
+
+        A final update made in this process wakes the waiter once (not for each
+        event); one made by another process is found by a read of the record
+        every ``poll_interval`` seconds.
+
+        Raises:
+            ExecutionNotFoundError: no such execution.
+        """
+        deadline = time.monotonic() + timeout
+        finished = self._finished
+        while True:
+            execution = await self.get(execution_id)
+            remaining = deadline - time.monotonic()
+            if execution.terminal or remaining <= 0:
+                return execution
+            await self._finals.wait(
+                execution_id,
+                lambda: execution_id in finished,
+                min(remaining, self.poll_interval),
+            )
+
     async def claim(self, execution_id: str, owner: str, ttl: float) -> Execution | None:
         """Take the lease and start an attempt (see :meth:`Store.claim`)."""
         now = utcnow()
@@ -1100,4 +1140,5 @@ class SQLiteStore(Store):
         doomed = await anyio.to_thread.run_sync(prune_and_shrink)
         for execution_id in doomed:
             self._seen.pop(execution_id, None)
+            self._finished.discard(execution_id)
         return len(doomed)
