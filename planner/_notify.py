@@ -81,6 +81,13 @@ class Notifier:
             for waiter in waiters:
                 waiter.wake()
 
+    def notify_all(self) -> None:
+        """Wake every waiting task, whatever its key."""
+        with self._lock:
+            keys = list(self._waiters)
+        for key in keys:
+            self.notify(key)
+
     async def wait(self, key: str, ready: Callable[[], bool], timeout: float) -> bool:
         """Wait until ``ready()`` is true, re-checking after each notification of ``key``.
 

@@ -285,6 +285,67 @@ async def test_wait_wakes_on_another_stores_append(pg_schema: str) -> None:
         assert await wakes(reader, execution.id, progress(writer, execution.id))
 
 
+async def finishes(
+    reader: PostgresStore, execution_id: str, finish: Callable[[], Awaitable[object]]
+) -> ExecutionStatus:
+    """The status ``reader.wait_terminal``, started before ``finish()``, returns with.
+
+    The reader's own polls are meant to be hourly: a 30 s guard fails the test
+    long before polling could have answered.
+    """
+    got: list[ExecutionStatus] = []
+
+    async def waiter() -> None:
+        got.append((await reader.wait_terminal(execution_id, timeout=60)).status)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            await anyio.sleep(0.1)
+            await finish()
+    return got[0]
+
+
+def cancel(store: PostgresStore, execution_id: str) -> Callable[[], Awaitable[object]]:
+    """Events that are not the end, then the final update, through ``store``."""
+
+    async def write() -> None:
+        for _ in range(3):
+            await progress(store, execution_id)()
+        await store.update(
+            execution_id,
+            status=ExecutionStatus.CANCELLED,
+            events=[NewEvent("done", {"message": "bye"})],
+        )
+
+    return write
+
+
+async def test_wait_terminal_wakes_on_another_stores_final_update(pg_schema: str) -> None:
+    async with (
+        PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2, poll_interval=3600) as reader,
+        PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2) as writer,
+    ):
+        execution = make_execution()
+        await writer.create(execution)
+        # The final update's notification says so ("<id> <seq> final").
+        assert await finishes(reader, execution.id, cancel(writer, execution.id)) == "cancelled"
+
+
+async def test_wait_terminal_polls_when_notifications_are_lost(pg_schema: str) -> None:
+    async with (
+        PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2, poll_interval=0.05) as deaf,
+        PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2) as writer,
+    ):
+        listener = deaf._listener
+        assert listener is not None
+        listener.cancel()
+        await asyncio.wait([listener])
+        execution = make_execution()
+        await writer.create(execution)
+        assert await finishes(deaf, execution.id, cancel(writer, execution.id)) == "cancelled"
+
+
 async def test_wait_on_an_unknown_execution_raises_not_found(pg_store: PostgresStore) -> None:
     with pytest.raises(ExecutionNotFoundError):
         await pg_store.wait(str(uuid.uuid4()), 0, timeout=1)
@@ -650,6 +711,33 @@ async def test_the_listener_reconnects_and_wakes_streams_again(pg_schema: str) -
         await writer.create(execution)
         # Polling alone would take an hour: the reconnected listener must wake it.
         assert await wakes(reader, execution.id, progress(writer, execution.id))
+
+
+async def test_a_final_update_while_the_listener_is_away_still_ends_wait_terminal(
+    pg_schema: str,
+) -> None:
+    app = f"planner-test-{uuid.uuid4().hex[:8]}"
+    async with (
+        PostgresStore(
+            f"{PG_URL}?application_name={app}",
+            schema=pg_schema,
+            pool_max_size=2,
+            poll_interval=3600,
+        ) as reader,
+        PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2) as writer,
+    ):
+        execution = make_execution()
+        await writer.create(execution)
+
+        async def away_then_cancel() -> None:
+            # The final notification may come before the listener is back (lost:
+            # the reconnection sends waiters to the database) or after (received).
+            await anyio.to_thread.run_sync(
+                _terminate, await anyio.to_thread.run_sync(_backends, app, "LISTEN%")
+            )
+            await cancel(writer, execution.id)()
+
+        assert await finishes(reader, execution.id, away_then_cancel) == "cancelled"
 
 
 async def test_long_schema_and_prefix_names_work(pg_schema: str) -> None:

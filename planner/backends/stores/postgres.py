@@ -441,8 +441,13 @@ class PostgresStore(Store):
         # and the listener's connection count; see _known_seq.
         self._recent: OrderedDict[str, int] = OrderedDict()
         self._generation = 0
-        # Notifications of this store's commits, sent in batches by _send_notes.
-        self._outbox: dict[str, int] = {}
+        # Executions made final, here or (by notification) elsewhere, bounded; and
+        # the wake-ups of wait_terminal, which only final updates ring.
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._finals = Notifier()
+        # Notifications of this store's commits, sent in batches by _send_notes:
+        # the last seq per execution, and whether that write made it final.
+        self._outbox: dict[str, tuple[int, bool]] = {}
         self._outbox_waiter: asyncio.Future[None] | None = None
         self._sender: asyncio.Task[None] | None = None
 
@@ -542,8 +547,9 @@ class PostgresStore(Store):
                     log.info("planner store %s: listener reconnected", self.channel)
                 delay = 0.05
                 async for note in conn.notifies():
-                    execution_id, _, seq = note.payload.partition(" ")
-                    self._woken(execution_id, int(seq or 0))
+                    execution_id, _, rest = note.payload.partition(" ")
+                    seq, _, flag = rest.partition(" ")
+                    self._woken(execution_id, int(seq or 0), final=flag == "final")
             except Exception as exc:
                 log.warning("planner store %s: listener connection lost: %s", self.channel, exc)
             finally:
@@ -554,10 +560,13 @@ class PostgresStore(Store):
             await anyio.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    async def _notify(self, conn: Conn, notes: dict[str, int]) -> None:
+    async def _notify(self, conn: Conn, notes: dict[str, tuple[int, bool]]) -> None:
+        """Send ``"<execution id> <seq>"``, with ``" final"`` when that write made it final."""
+        payloads = [
+            f"{key} {seq} final" if final else f"{key} {seq}" for key, (seq, final) in notes.items()
+        ]
         await conn.execute(
-            "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
-            [self.channel, [f"{key} {seq}" for key, seq in notes.items()]],
+            "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", [self.channel, payloads]
         )
 
     async def _send_notes(self) -> None:
@@ -592,9 +601,9 @@ class PostgresStore(Store):
                     await anyio.sleep(_NOTIFY_WINDOW)
                 except BaseException as exc:
                     # Not known to be sent: send them again (a repeat only costs a read).
-                    for key, seq in notes.items():
-                        if self._outbox.get(key, 0) < seq:
-                            self._outbox[key] = seq
+                    for key, note in notes.items():
+                        if self._outbox.get(key, (0, False)) < note:
+                            self._outbox[key] = note
                     if not isinstance(exc, Exception):
                         raise  # cancelled by close(), which sends what is left
                     log.warning("planner store %s: notifications delayed: %s", self.channel, exc)
@@ -607,7 +616,16 @@ class PostgresStore(Store):
             if conn is not None:
                 await conn.close()
 
-    def _woken(self, execution_id: str, seq: int, *, vouch: bool = True) -> None:
+    def _woken(
+        self, execution_id: str, seq: int, *, vouch: bool = True, final: bool = False
+    ) -> None:
+        if final:
+            with self._watch_lock:
+                finished = self._finished
+                finished[execution_id] = None
+                if len(finished) > _RECENT_MAX:
+                    finished.popitem(last=False)
+            self._finals.notify(execution_id)
         with self._watch_lock:
             if vouch:
                 recent = self._recent
@@ -639,6 +657,7 @@ class PostgresStore(Store):
             keys = list(self._watches)
         for key in keys:
             self._notifier.notify(key)
+        self._finals.notify_all()  # their final notifications may be lost too: read again
 
     # -- plumbing ----------------------------------------------------------------
 
@@ -775,22 +794,25 @@ class PostgresStore(Store):
         row = await cur.fetchone()
         return bool(row is not None and row[0])
 
-    def _after_write(self, execution_id: str, events: Sequence[Event], generation: int) -> None:
+    def _after_write(
+        self, execution_id: str, events: Sequence[Event], generation: int, *, final: bool = False
+    ) -> None:
         """Record a committed write's last ``seq`` and wake this process's waiters.
 
         ``generation`` is the listener's when the write began: a write that spans
         a reconnection may be older than a change the new listener missed, so it
-        must not vouch for the execution (see :meth:`_known_seq`).
+        must not vouch for the execution (see :meth:`_known_seq`).  ``final``:
+        the write made the record final.
         """
-        if events:
-            self._posted(execution_id, events[-1].seq, generation)
+        if events or final:  # a final update without events wakes with seq 0
+            self._posted(execution_id, events[-1].seq if events else 0, generation, final=final)
 
-    def _posted(self, execution_id: str, seq: int, generation: int) -> None:
+    def _posted(self, execution_id: str, seq: int, generation: int, *, final: bool = False) -> None:
         """A write of this store committed ``seq``: wake local waiters, notify the others."""
-        self._woken(execution_id, seq, vouch=generation == self._generation)
+        self._woken(execution_id, seq, vouch=generation == self._generation, final=final)
         outbox = self._outbox
-        if outbox.get(execution_id, 0) < seq:
-            outbox[execution_id] = seq
+        if outbox.get(execution_id, (0, False)) < (seq, final):
+            outbox[execution_id] = (seq, final)
         waiter = self._outbox_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -1011,7 +1033,8 @@ class PostgresStore(Store):
             return None
 
         result = await self._run(fast, committed)
-        self._after_write(execution_id, appended, generation)
+        final = status is not None and result.terminal  # a transition: not final before
+        self._after_write(execution_id, appended, generation, final=final)
         return result
 
     async def _get(self, conn: Conn, execution_id: str) -> Execution:
@@ -1171,6 +1194,31 @@ class PostgresStore(Store):
                 watch.users -= 1
                 if watch.users == 0:
                     del self._watches[execution_id]
+
+    async def wait_terminal(self, execution_id: str, timeout: float) -> Execution:
+        """Wait until the record is final, at most ``timeout`` seconds.
+
+        Woken once, by the final update: one made by this store object at
+        once, one made elsewhere by its notification (marked ``final``); the
+        record is read again every ``poll_interval`` seconds in case that
+        notification was lost.
+
+        Raises:
+            ExecutionNotFoundError: no such execution.
+        """
+        deadline = anyio.current_time() + timeout
+        finished = self._finished
+        while True:
+            generation = self._generation  # a reconnected listener may have missed it
+            execution = await self.get(execution_id)
+            remaining = deadline - anyio.current_time()
+            if execution.terminal or remaining <= 0:
+                return execution
+
+            def ready(generation: int = generation) -> bool:
+                return execution_id in finished or self._generation != generation
+
+            await self._finals.wait(execution_id, ready, min(remaining, self.poll_interval))
 
     # -- leases ------------------------------------------------------------------
 
