@@ -182,7 +182,7 @@ class Store(ABC):
         is read again only once ``done`` is in the log (or a quiet wait timed
         out, in case a store's log and record ever disagree).  A store that can
         tell a final change from other writes overrides it, so that the waiter
-        is woken once rather than for every event (see the memory store).
+        is woken once rather than for every event (as the planner's stores do).
 
         Returns:
             The record at the end: final, unless ``timeout`` passed first.
