@@ -258,17 +258,21 @@ def progress(store: PostgresStore, execution_id: str) -> Callable[[], Awaitable[
     return lambda: store.append(execution_id, [NewEvent("progress", {"message": "x"})])
 
 
+async def stop_listening(store: PostgresStore) -> None:
+    """Stop the store's listener, as if its connection were gone: no notification reaches it."""
+    listener = store._listener
+    assert listener is not None
+    listener.cancel()
+    await asyncio.wait([listener])
+    assert not store.listening
+
+
 async def test_a_missed_notification_does_not_stall_a_wait(pg_schema: str) -> None:
     async with (
         PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2, poll_interval=0.05) as deaf,
         PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2) as writer,
     ):
-        # Stop the listener, as if its connection were gone for good: only polling is left.
-        listener = deaf._listener
-        assert listener is not None
-        listener.cancel()
-        await asyncio.wait([listener])
-        assert not deaf.listening
+        await stop_listening(deaf)  # for good: only polling is left
         execution = make_execution()
         await writer.create(execution)
         assert await wakes(deaf, execution.id, progress(writer, execution.id))
@@ -337,10 +341,7 @@ async def test_wait_terminal_polls_when_notifications_are_lost(pg_schema: str) -
         PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2, poll_interval=0.05) as deaf,
         PostgresStore(PG_URL, schema=pg_schema, pool_max_size=2) as writer,
     ):
-        listener = deaf._listener
-        assert listener is not None
-        listener.cancel()
-        await asyncio.wait([listener])
+        await stop_listening(deaf)
         execution = make_execution()
         await writer.create(execution)
         assert await finishes(deaf, execution.id, cancel(writer, execution.id)) == "cancelled"
@@ -661,11 +662,7 @@ async def test_a_deaf_store_asks_the_database_before_waiting(pg_schema: str) -> 
     ):
         execution = make_execution()
         await deaf.create(execution, [NewEvent("status", {"status": "pending"})])
-        listener = deaf._listener
-        assert listener is not None
-        listener.cancel()
-        await asyncio.wait([listener])
-        assert not deaf.listening
+        await stop_listening(deaf)
         await writer.append(execution.id, [NewEvent("progress", {"message": "x"})])
         with anyio.fail_after(30):  # polling alone would take an hour
             assert await deaf.wait(execution.id, 1, timeout=3600)
@@ -724,10 +721,7 @@ async def test_a_final_update_while_the_listener_is_away_still_ends_wait_termina
         await writer.create(execution)
 
         async def away_then_cancel() -> None:
-            listener = reader._listener
-            assert listener is not None
-            listener.cancel()  # the listener's connection is gone ...
-            await asyncio.wait([listener])
+            await stop_listening(reader)  # the listener's connection is gone ...
             await cancel(writer, execution.id)()  # ... so the final notification is lost
             await anyio.sleep(0.3)  # (it goes out within a few ms: not to the new listener)
             # It comes back as after a dropped connection: waiters must read again.
