@@ -1,4 +1,4 @@
-"""Rules every store applies the same way: who may claim, and what a claim writes.
+"""Rules every store applies the same way: who may claim, what a claim writes, what an update may.
 
 Store authors call these so that leases, attempts and the restart events mean
 the same thing in every backend.
@@ -6,14 +6,16 @@ the same thing in every backend.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from planner.errors import ExecutionFinishedError, LeaseLostError
 from planner.events import make_data, recurring_data
-from planner.execution import Execution, ExecutionStatus
+from planner.execution import Execution, ExecutionStatus, check_transition
 from planner.interfaces import NewEvent
 
-__all__ = ["claim_changes", "claim_events", "lease_claimable"]
+__all__ = ["claim_changes", "claim_events", "lease_claimable", "update_changes"]
 
 
 def lease_claimable(execution: Execution, owner: str, now: datetime) -> bool:
@@ -66,3 +68,44 @@ def claim_events(claimed: Execution) -> list[NewEvent]:
             )
         )
     return events
+
+
+def update_changes(
+    current: Execution,
+    changes: dict[str, Any],
+    *,
+    status: ExecutionStatus | None,
+    owner: str | None,
+    closed: bool,
+    events: Sequence[NewEvent],
+    now: datetime,
+) -> dict[str, Any]:
+    """Check an :meth:`~planner.interfaces.Store.update` against the current record.
+
+    Args:
+        current: the record as stored.
+        changes: the fields the update sets (besides ``status``).
+        status, owner, events: the update's arguments.
+        closed: whether the log already ends with ``done``.
+        now: the update's time, its ``updated_at``.
+
+    Returns:
+        Every field the update sets: ``changes``, ``status`` if given, ``updated_at``.
+
+    Raises:
+        InvalidTransitionError: ``status`` may not follow the current one.
+        ExecutionFinishedError: fields of a final record, or events after ``done``.
+        LeaseLostError: ``owner`` does not hold the lease.
+    """
+    fields = dict(changes)
+    if status is not None:
+        check_transition(current.status, status, current.id)
+        fields["status"] = status
+    elif current.terminal and fields:
+        raise ExecutionFinishedError(current.id, current.status)
+    if owner is not None and current.lease_owner != owner:
+        raise LeaseLostError(current.id, owner)
+    if closed and events:
+        raise ExecutionFinishedError(current.id, current.status)
+    fields["updated_at"] = now
+    return fields

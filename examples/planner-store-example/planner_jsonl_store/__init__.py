@@ -26,9 +26,9 @@ from typing import Any, TextIO
 
 import planner
 from planner import Event, Execution, ExecutionStatus, NewEvent, Store
-from planner.errors import ExecutionFinishedError, ExecutionNotFoundError, LeaseLostError
-from planner.execution import check_transition, utcnow
-from planner.store_helpers import claim_changes, claim_events, lease_claimable
+from planner.errors import ExecutionFinishedError, ExecutionNotFoundError
+from planner.execution import utcnow
+from planner.store_helpers import claim_changes, claim_events, lease_claimable, update_changes
 
 __all__ = ["SCHEME", "JsonlStore", "register_stores"]
 
@@ -241,15 +241,12 @@ class JsonlStore(Store):
         now = utcnow()
         with self._lock:
             current = self._record(execution_id)
-            if status is not None:
-                check_transition(current.status, status, execution_id)
-                changes["status"] = status
-            elif current.terminal and changes:
-                raise ExecutionFinishedError(execution_id, current.status)
-            if owner is not None and current.lease_owner != owner:
-                raise LeaseLostError(execution_id, owner)
+            fields = update_changes(
+                current, changes, status=status, owner=owner,
+                closed=self._closed(execution_id), events=events, now=now,
+            )  # fmt: skip
             new_events = self._new_events(execution_id, events, now)
-            updated = current.model_copy(update={**changes, "updated_at": now})
+            updated = current.model_copy(update=fields)
             self._commit(updated, execution_id, new_events)
             return updated
 

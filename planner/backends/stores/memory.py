@@ -14,11 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from planner._notify import Notifier
-from planner.errors import ExecutionFinishedError, ExecutionNotFoundError, LeaseLostError
+from planner.errors import ExecutionFinishedError, ExecutionNotFoundError
 from planner.events import Event, trusted_event
-from planner.execution import Execution, ExecutionStatus, check_transition, utcnow
+from planner.execution import Execution, ExecutionStatus, utcnow
 from planner.interfaces import NewEvent, Store
-from planner.store_helpers import claim_changes, claim_events, lease_claimable
+from planner.store_helpers import claim_changes, claim_events, lease_claimable, update_changes
 
 __all__ = ["MemoryStore"]
 
@@ -163,17 +163,11 @@ class MemoryStore(Store):
         with self._lock:
             entry = self._entry(execution_id)
             current = entry.execution
-            if status is not None:
-                check_transition(current.status, status, execution_id)
-                changes["status"] = status
-            elif current.terminal and changes:
-                raise ExecutionFinishedError(execution_id, current.status)
-            if owner is not None and current.lease_owner != owner:
-                raise LeaseLostError(execution_id, owner)
-            if entry.closed and events:
-                raise ExecutionFinishedError(execution_id, current.status)
-            changes["updated_at"] = now
-            entry.execution = current.model_copy(update=changes)
+            fields = update_changes(
+                current, changes, status=status, owner=owner, closed=entry.closed, events=events,
+                now=now,
+            )  # fmt: skip
+            entry.execution = current.model_copy(update=fields)
             self._append_locked(entry, events, now)
             updated = entry.execution
         if events:

@@ -60,7 +60,6 @@ from planner._notify import Notifier
 from planner.errors import (
     ExecutionFinishedError,
     ExecutionNotFoundError,
-    LeaseLostError,
     SchemaVersionError,
 )
 from planner.events import Event, trusted_event
@@ -68,11 +67,10 @@ from planner.execution import (
     TRANSITIONS,
     Execution,
     ExecutionStatus,
-    check_transition,
     utcnow,
 )
 from planner.interfaces import NewEvent, Store
-from planner.store_helpers import claim_changes, claim_events, lease_claimable
+from planner.store_helpers import claim_changes, claim_events, lease_claimable, update_changes
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "migrate", "schema_version"]
 
@@ -1002,20 +1000,13 @@ class PostgresStore(Store):
 
         async def locked(conn: Conn) -> Execution:
             now = utcnow()
-            fields = dict(changes)
             async with conn.transaction():
                 row = await self._lock(conn, execution_id)
                 current = _execution(row)
-                if status is not None:
-                    check_transition(current.status, status, execution_id)
-                    fields["status"] = status
-                elif current.terminal and fields:
-                    raise ExecutionFinishedError(execution_id, current.status)
-                if owner is not None and current.lease_owner != owner:
-                    raise LeaseLostError(execution_id, owner)
-                if row["closed"] and events:
-                    raise ExecutionFinishedError(execution_id, current.status)
-                fields["updated_at"] = now
+                fields = update_changes(
+                    current, changes, status=status, owner=owner, closed=row["closed"],
+                    events=events, now=now,
+                )  # fmt: skip
                 updated = current.model_copy(update=fields)
                 appended[:] = await self._write(
                     conn, row, updated, builtins.list(fields), events, now, token

@@ -43,13 +43,12 @@ from planner._notify import Notifier
 from planner.errors import (
     ExecutionFinishedError,
     ExecutionNotFoundError,
-    LeaseLostError,
     SchemaVersionError,
 )
 from planner.events import Event, trusted_event
-from planner.execution import Execution, ExecutionStatus, check_transition, utcnow
+from planner.execution import Execution, ExecutionStatus, utcnow
 from planner.interfaces import NewEvent, Store
-from planner.store_helpers import claim_changes, claim_events, lease_claimable
+from planner.store_helpers import claim_changes, claim_events, lease_claimable, update_changes
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "SQLiteStore"]
 
@@ -868,17 +867,10 @@ class SQLiteStore(Store):
 
         def tx(conn: sqlite3.Connection) -> tuple[Execution, int]:
             current, last_seq, closed = self._row(conn, execution_id)
-            if status is not None:
-                check_transition(current.status, status, execution_id)
-                changes["status"] = status
-            elif current.terminal and changes:
-                raise ExecutionFinishedError(execution_id, current.status)
-            if owner is not None and current.lease_owner != owner:
-                raise LeaseLostError(execution_id, owner)
-            if closed and events:
-                raise ExecutionFinishedError(execution_id, current.status)
-            changes["updated_at"] = now
-            updated = current.model_copy(update=changes)
+            fields = update_changes(
+                current, changes, status=status, owner=owner, closed=closed, events=events, now=now
+            )
+            updated = current.model_copy(update=fields)
             out, now_closed = self._insert_events(conn, execution_id, last_seq, events, now)
             self._save(conn, updated, last_seq + len(out), closed or now_closed)
             return updated, last_seq + len(out)
