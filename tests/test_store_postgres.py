@@ -389,20 +389,54 @@ async def test_500_concurrent_generations_complete_with_gap_free_streams(
             assert (await store.get(execution_id)).status is ExecutionStatus.COMPLETED
 
 
-async def test_terminated_connections_are_replaced_and_nothing_is_lost(pg_schema: str) -> None:
-    app = f"planner-test-{uuid.uuid4().hex[:8]}"
-    store = PostgresStore(
-        f"{PG_URL}?application_name={app}", schema=pg_schema, pool_max_size=4, poll_interval=0.2
-    )
+async def outlives(
+    store: PostgresStore,
+    steps: int,
+    disrupt: Callable[[], Awaitable[object]],
+    after: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """A run of ``steps`` progress events, streamed while ``disrupt()`` hits the store.
+
+    ``disrupt`` starts once ten steps are in; the plan must come through, and the
+    stream must hold every event once, in order, as the log does.  ``after``
+    runs last, before the planner closes the store.
+    """
     progress = anyio.Event()
 
     async def many_steps(request: TaskPlanRequest, ctx: RunContext) -> TaskPlan:
-        for i in range(60):
+        for i in range(steps):
             await ctx.emit("progress", message=f"step {i}")
             if i == 10:
                 progress.set()
             await anyio.sleep(0.01)
         return sample_plan(request)
+
+    async with Planner(store, strategies={"agno": FunctionStrategy(many_steps)}) as planner:
+        response = await planner.generate(request_for_tests())
+        seen: list[Event] = []
+
+        async def consume() -> None:
+            seen.extend([e async for e in planner.stream(response.execution_id)])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(consume)
+            await progress.wait()
+            await disrupt()
+        plan = await planner.wait(response.execution_id, timeout=60)
+        assert plan.total_tasks > 0
+        assert_well_formed(seen)
+        messages = [e.data["message"] for e in seen if e.type == "progress"]
+        assert messages == [f"step {i}" for i in range(steps)]  # each once, in order
+        assert seen == await planner.events(response.execution_id)
+        if after is not None:
+            await after()
+
+
+async def test_terminated_connections_are_replaced_and_nothing_is_lost(pg_schema: str) -> None:
+    app = f"planner-test-{uuid.uuid4().hex[:8]}"
+    store = PostgresStore(
+        f"{PG_URL}?application_name={app}", schema=pg_schema, pool_max_size=4, poll_interval=0.2
+    )
 
     def terminate_all() -> int:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
@@ -413,30 +447,19 @@ async def test_terminated_connections_are_replaced_and_nothing_is_lost(pg_schema
             ).fetchall()
         return len(rows)
 
-    async with Planner(store, strategies={"agno": FunctionStrategy(many_steps)}) as planner:
-        response = await planner.generate(request_for_tests())
-        seen: list[Event] = []
+    async def kill_three_times() -> None:  # kill everything, three times, while the run goes on
         killed = 0
-
-        async def consume() -> None:
-            seen.extend([e async for e in planner.stream(response.execution_id)])
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(consume)
-            await progress.wait()
-            for _ in range(3):  # kill everything, three times, while the run goes on
-                killed += await anyio.to_thread.run_sync(terminate_all)
-                await anyio.sleep(0.1)
+        for _ in range(3):
+            killed += await anyio.to_thread.run_sync(terminate_all)
+            await anyio.sleep(0.1)
         assert killed >= 3
-        plan = await planner.wait(response.execution_id, timeout=60)
-        assert plan.total_tasks > 0
-        assert_well_formed(seen)
-        messages = [e.data["message"] for e in seen if e.type == "progress"]
-        assert messages == [f"step {i}" for i in range(60)]  # each once, in order
-        assert seen == await planner.events(response.execution_id)
+
+    async def listener_is_back() -> None:
         with anyio.fail_after(30):  # the listener came back by itself
             while not store.listening:  # noqa: ASYNC110 - a state, not an event to wait on
                 await anyio.sleep(0.05)
+
+    await outlives(store, 60, kill_three_times, listener_is_back)
 
 
 def _child(*args: str) -> subprocess.Popen[str]:
@@ -745,32 +768,10 @@ async def test_long_schema_and_prefix_names_work(pg_schema: str) -> None:
 async def test_a_restarted_server_costs_no_events() -> None:
     with ThrowawayCluster() as cluster:
         store = PostgresStore(cluster.url, pool_max_size=4, poll_interval=0.2, retry_timeout=60)
-        progress = anyio.Event()
 
-        async def many_steps(request: TaskPlanRequest, ctx: RunContext) -> TaskPlan:
-            for i in range(40):
-                await ctx.emit("progress", message=f"step {i}")
-                if i == 10:
-                    progress.set()
-                await anyio.sleep(0.01)
-            return sample_plan(request)
+        async def restart() -> None:
+            await anyio.to_thread.run_sync(cluster.stop)  # every connection ends
+            await anyio.sleep(0.3)  # writes fail meanwhile, and are retried
+            await anyio.to_thread.run_sync(cluster.start)
 
-        async with Planner(store, strategies={"agno": FunctionStrategy(many_steps)}) as planner:
-            response = await planner.generate(request_for_tests())
-            seen: list[Event] = []
-
-            async def consume() -> None:
-                seen.extend([e async for e in planner.stream(response.execution_id)])
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(consume)
-                await progress.wait()
-                await anyio.to_thread.run_sync(cluster.stop)  # every connection ends
-                await anyio.sleep(0.3)  # writes fail meanwhile, and are retried
-                await anyio.to_thread.run_sync(cluster.start)
-            plan = await planner.wait(response.execution_id, timeout=60)
-            assert plan.total_tasks > 0
-            assert_well_formed(seen)
-            messages = [e.data["message"] for e in seen if e.type == "progress"]
-            assert messages == [f"step {i}" for i in range(40)]
-            assert seen == await planner.events(response.execution_id)
+        await outlives(store, 40, restart)
