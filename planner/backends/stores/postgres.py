@@ -879,18 +879,7 @@ class PostgresStore(Store):
 
     async def get(self, execution_id: str) -> Execution:
         """Return the execution (see :meth:`Store.get`)."""
-
-        async def work(conn: Conn) -> Execution:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                f"SELECT {_COLUMNS} FROM {self._executions} WHERE id = %s", [execution_id]
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise ExecutionNotFoundError(execution_id)
-            return _execution(row)
-
-        return await self._run(work)
+        return await self._run(lambda conn: self._get(conn, execution_id))
 
     async def list(
         self,

@@ -140,6 +140,20 @@ def _us(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
+def _indexed(execution: Execution) -> tuple[Any, ...]:
+    """The columns beside the record, for queries: ``status`` to ``created_us``, in table order."""
+    return (
+        execution.status.value,
+        execution.organization_id,
+        execution.idempotency_key,
+        execution.executor,
+        execution.request.planning_strategy,
+        execution.lease_owner,
+        _us(execution.lease_expires_at) if execution.lease_expires_at else None,
+        _us(execution.created_at),
+    )
+
+
 def _when(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
@@ -724,20 +738,7 @@ class SQLiteStore(Store):
             "UPDATE planner_executions SET status = ?, organization_id = ?, idempotency_key = ?,"
             " executor = ?, strategy = ?, lease_owner = ?, lease_expires_us = ?, created_us = ?,"
             " last_seq = ?, closed = ?, record = ? WHERE id = ?",
-            (
-                execution.status.value,
-                execution.organization_id,
-                execution.idempotency_key,
-                execution.executor,
-                execution.request.planning_strategy,
-                execution.lease_owner,
-                _us(execution.lease_expires_at) if execution.lease_expires_at else None,
-                _us(execution.created_at),
-                last_seq,
-                int(closed),
-                record,
-                execution.id,
-            ),
+            (*_indexed(execution), last_seq, int(closed), record, execution.id),
         )
 
     # -- the Store API -----------------------------------------------------------
@@ -761,18 +762,7 @@ class SQLiteStore(Store):
                     "INSERT INTO planner_executions (id, status, organization_id,"
                     " idempotency_key, executor, strategy, lease_owner, lease_expires_us,"
                     " created_us, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        execution.id,
-                        execution.status.value,
-                        execution.organization_id,
-                        execution.idempotency_key,
-                        execution.executor,
-                        execution.request.planning_strategy,
-                        execution.lease_owner,
-                        _us(execution.lease_expires_at) if execution.lease_expires_at else None,
-                        _us(execution.created_at),
-                        record,
-                    ),
+                    (execution.id, *_indexed(execution), record),
                 )
             except sqlite3.IntegrityError:
                 raise ValueError(f"an execution with id {execution.id!r} exists") from None
