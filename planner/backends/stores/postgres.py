@@ -617,14 +617,12 @@ class PostgresStore(Store):
     def _woken(
         self, execution_id: str, seq: int, *, vouch: bool = True, final: bool = False
     ) -> None:
-        if final:
-            with self._watch_lock:
+        with self._watch_lock:
+            if final:
                 finished = self._finished
                 finished[execution_id] = None
                 if len(finished) > _RECENT_MAX:
                     finished.popitem(last=False)
-            self._finals.notify(execution_id)
-        with self._watch_lock:
             if vouch:
                 recent = self._recent
                 if recent.get(execution_id, 0) < seq:
@@ -633,10 +631,12 @@ class PostgresStore(Store):
                     if len(recent) > _RECENT_MAX:
                         recent.popitem(last=False)
             watch = self._watches.get(execution_id)
-            if watch is None:
-                return
-            watch.last_seq = max(watch.last_seq, seq)
-        self._notifier.notify(execution_id)
+            if watch is not None:
+                watch.last_seq = max(watch.last_seq, seq)
+        if final:
+            self._finals.notify(execution_id)
+        if watch is not None:
+            self._notifier.notify(execution_id)
 
     def _known_seq(self, execution_id: str) -> int | None:
         """The newest ``seq`` of the execution this store has seen committed, if it can vouch.
