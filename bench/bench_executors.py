@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import shutil
 import socket
@@ -45,8 +46,8 @@ import sysconfig
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,20 @@ class BarePlanWorkflow:
 # -- the bare thread baseline ------------------------------------------------------------
 
 
+@asynccontextmanager
+async def loop_thread() -> AsyncIterator[asyncio.AbstractEventLoop]:
+    """An event loop running on a thread of its own, stopped and closed at the end."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        await anyio.to_thread.run_sync(thread.join)
+        loop.close()
+
+
 class BareThread(Executor):
     """One thread with an event loop; each run is ``run_coroutine_threadsafe`` onto it."""
 
@@ -104,9 +119,8 @@ class BareThread(Executor):
     async def start(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.keeper = LeaseKeeper(runtime.store, runtime.settings)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        self.stack = AsyncExitStack()
+        self.loop = await self.stack.enter_async_context(loop_thread())
 
     async def submit(self, execution: Execution) -> str:
         run = self.runtime.run(execution.id, owner="bare", keeper=self.keeper)
@@ -117,9 +131,7 @@ class BareThread(Executor):
         pass
 
     async def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        await anyio.to_thread.run_sync(self.thread.join)
-        self.loop.close()
+        await self.stack.aclose()
 
 
 # -- the dev server ---------------------------------------------------------------------------
@@ -180,38 +192,34 @@ async def measure(one: Callable[[], Awaitable[None]], n: int, concurrency: int) 
     return latencies
 
 
-def report(name: str, latency: list[float], throughput_n: int, seconds: float) -> dict[str, float]:
+def report(
+    name: str, latency: list[float], throughput_n: int, seconds: float | None
+) -> dict[str, float]:
+    """Print and return one row; ``seconds`` None: no throughput was measured."""
     ordered = sorted(latency)
     row = {
         "median_ms": statistics.median(ordered) * 1000,
         "p95_ms": ordered[int(len(ordered) * 0.95) - 1] * 1000,
-        "per_s": throughput_n / seconds,
+        "per_s": math.nan if seconds is None else throughput_n / seconds,
     }
-    per_s = f"{row['per_s']:>12.0f}" if seconds == seconds else f"{'-':>12}"  # nan: not measured
+    per_s = f"{'-':>12}" if seconds is None else f"{row['per_s']:>12.0f}"
     print(f"{name:<22} {row['median_ms']:>9.2f} {row['p95_ms']:>9.2f} {per_s}", flush=True)
     return row
 
 
 async def bench_hop(n: int) -> dict[str, float]:
     """An empty round trip to a thread's event loop and back: no run, no store, no plan."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
     home = asyncio.get_running_loop()
+    async with loop_thread() as loop:
 
-    async def one() -> None:
-        done = home.create_future()
-        loop.call_soon_threadsafe(home.call_soon_threadsafe, done.set_result, None)
-        await done
+        async def one() -> None:
+            done = home.create_future()
+            loop.call_soon_threadsafe(home.call_soon_threadsafe, done.set_result, None)
+            await done
 
-    try:
         await measure(one, min(n, 20), 1)
         latency = await measure(one, n, 1)
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        await anyio.to_thread.run_sync(thread.join)
-        loop.close()
-    return report("empty thread hop", latency, n, float("nan"))
+    return report("empty thread hop", latency, n, None)
 
 
 async def bench_planner(
